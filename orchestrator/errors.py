@@ -1,0 +1,76 @@
+"""The one exception tree of stemsweep.
+
+    StemsweepError                  base; `exit_code` is what the CLI exits with
+    ├── UsageError                  exit 2: the user must change something before a run
+    │   ├── ManifestError           invalid manifest (file, field path, what is allowed)
+    │   ├── CredentialsError        YOUKA_API_KEY missing, empty, or rejected by the API
+    │   └── StateLockedError        another run holds the state store
+    ├── ApiError                    an API call failed for good (after retries)
+    │   └── RetryableApiError       429, 5xx, connection errors: worth another attempt
+    └── DownloadError               a stem could not be fetched or verified
+
+Lower-level errors (aiohttp, sqlite3, yaml, pydantic) are translated into this tree in
+exactly one place each: `api.py`, `state.py`, `manifest.py`. Messages never contain the
+API key or a signed URL's query string.
+"""
+
+from __future__ import annotations
+
+
+class StemsweepError(Exception):
+    """Base of every error stemsweep raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(StemsweepError):
+    """Something the user must fix; reported without a traceback, exit 2."""
+
+    exit_code = 2
+
+
+class ManifestError(UsageError):
+    """A manifest that does not validate."""
+
+
+class CredentialsError(UsageError):
+    """The API key is missing, empty, or rejected."""
+
+
+class StateLockedError(UsageError):
+    """Another `stemsweep run` is using the same state store."""
+
+
+class ApiError(StemsweepError):
+    """An API call that failed for good.
+
+    `status` is the HTTP status (0 when no response arrived), `code` the error code of the
+    envelope (`NOT_FOUND`, `CONFLICT`, ...) when the server sent one.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RetryableApiError(ApiError):
+    """A failure worth retrying: 429, 5xx, a dropped connection, a truncated body.
+
+    `retry_after` is the server's `Retry-After` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class DownloadError(StemsweepError):
+    """A stem that could not be downloaded or verified."""
