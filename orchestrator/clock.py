@@ -1,0 +1,33 @@
+"""The one seam for time: everything that reads the time or sleeps goes through a `Clock`.
+
+Tests and benchmarks substitute their own clock; production code uses `RealClock`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import anyio
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep for `seconds` (no-op when <= 0)."""
+
+
+class RealClock:
+    """Monotonic wall time and anyio's sleep."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            await anyio.sleep(seconds)
+
+
+REAL_CLOCK = RealClock()
