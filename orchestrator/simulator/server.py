@@ -1,0 +1,247 @@
+"""Running a simulator: in the current event loop, in a background thread, or from the CLI.
+
+    async with Simulator("default", seed=1, time_scale=100) as sim:
+        ...  # sim.base_url, sim.api_key, sim.project_ids, sim.record.snapshot()
+
+    with SimulatorThread("chaos", time_scale=200) as sim:   # from sync code
+        subprocess.run([...], env={"YOUKA_API_URL": sim.base_url, ...})
+        sim.stats()
+
+Each simulator listens twice on loopback: the API host and the storage host, each on its own
+port (0: any free port), so that stem URLs point at another origin than the API's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.from_thread
+from aiohttp import web
+
+from orchestrator.simulator.context import API_PREFIX, Context
+from orchestrator.simulator.http import api_app, storage_app
+from orchestrator.simulator.profile import Profile, ProfileError, load_profile
+from orchestrator.simulator.record import Record
+
+SHUTDOWN_TIMEOUT = 1.0
+MAX_PRINTED_PROJECTS = 24
+
+
+class Simulator:
+    """A Youka-compatible API and its storage host, served in the current event loop.
+
+    While running (`async with`): `base_url` (`http://127.0.0.1:PORT/api/v1`), `root_url`
+    (the API host, where `/_sim/` lives), `storage_url`, `api_key` (a key it accepts),
+    `project_ids`, `record` (`record.snapshot()` is what `GET /_sim/stats` serves), and
+    `context` (the state behind them, for tests that need to look inside).
+    """
+
+    def __init__(
+        self,
+        profile: str | Path | Profile = "default",
+        seed: int = 0,
+        time_scale: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        storage_port: int = 0,
+    ) -> None:
+        if not time_scale > 0:
+            raise ProfileError(f"time scale must be a positive number, got {time_scale!r}")
+        self.profile = load_profile(profile)
+        self.seed = seed
+        self.time_scale = time_scale
+        self.host = host
+        self._ports = (port, storage_port)
+        self._runners: list[web.AppRunner] = []
+        self._ctx: Context | None = None
+        self.root_url = ""
+        self.base_url = ""
+        self.storage_url = ""
+
+    async def __aenter__(self) -> Simulator:
+        ctx = Context.create(self.profile, self.seed, self.time_scale)
+        try:
+            api_port, storage_port = self._ports
+            ctx.storage_port = await self._listen(storage_app(ctx), storage_port)
+            ctx_api_port = await self._listen(api_app(ctx), api_port)
+        except BaseException:
+            await self._close()
+            raise
+        self._ctx = ctx
+        shown = _shown_host(self.host)
+        self.root_url = f"http://{shown}:{ctx_api_port}"
+        self.base_url = self.root_url + API_PREFIX
+        self.storage_url = f"http://{shown}:{ctx.storage_port}"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _listen(self, app: web.Application, port: int) -> int:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, self.host, port).start()
+        return int(runner.addresses[0][1])
+
+    async def _close(self) -> None:
+        while self._runners:
+            await self._runners.pop().cleanup()
+
+    @property
+    def context(self) -> Context:
+        """The running simulator's state (only between enter and exit)."""
+        if self._ctx is None:
+            raise RuntimeError("the simulator is not running: use it as `async with Simulator()`")
+        return self._ctx
+
+    @property
+    def record(self) -> Record:
+        """What clients did to this simulator; `record.snapshot()` gives plain data."""
+        return self.context.record
+
+    @property
+    def api_key(self) -> str:
+        """A key this simulator accepts."""
+        return self.context.api_key
+
+    @property
+    def project_ids(self) -> list[str]:
+        """The ids of the projects this simulator serves, in order."""
+        return list(self.context.world.projects)
+
+
+class SimulatorThread:
+    """A `Simulator` running in a background thread with its own event loop.
+
+    Usable as a plain `with` block from sync code. Read the record with `stats()`, which is
+    safe from any thread.
+    """
+
+    def __init__(
+        self,
+        profile: str | Path | Profile = "default",
+        seed: int = 0,
+        time_scale: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        storage_port: int = 0,
+    ) -> None:
+        self._sim = Simulator(profile, seed, time_scale, host, port, storage_port)
+        self._stack = contextlib.ExitStack()
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+
+    def __enter__(self) -> SimulatorThread:
+        with contextlib.ExitStack() as stack:
+            portal = stack.enter_context(anyio.from_thread.start_blocking_portal("asyncio"))
+            stack.enter_context(portal.wrap_async_context_manager(self._sim))
+            self._portal = portal
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._portal = None
+        self._stack.__exit__(*exc_info)
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the record, taken on the simulator's own thread."""
+        if self._portal is None:
+            raise RuntimeError("the simulator thread is not running")
+        return self._portal.call(self._sim.record.snapshot)
+
+    @property
+    def profile(self) -> Profile:
+        return self._sim.profile
+
+    @property
+    def seed(self) -> int:
+        return self._sim.seed
+
+    @property
+    def time_scale(self) -> float:
+        return self._sim.time_scale
+
+    @property
+    def record(self) -> Record:
+        """The live record; read it from another thread only through `stats()`."""
+        return self._sim.record
+
+    @property
+    def base_url(self) -> str:
+        return self._sim.base_url
+
+    @property
+    def root_url(self) -> str:
+        return self._sim.root_url
+
+    @property
+    def storage_url(self) -> str:
+        return self._sim.storage_url
+
+    @property
+    def api_key(self) -> str:
+        return self._sim.api_key
+
+    @property
+    def project_ids(self) -> list[str]:
+        return self._sim.project_ids
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    storage_port: int = 0,
+    profile: str | Path | Profile = "default",
+    seed: int = 0,
+    time_scale: float = 1.0,
+) -> None:
+    """Serve until Ctrl-C, after printing the project ids and the URLs to use."""
+    sim = Simulator(profile, seed, time_scale, host, port, storage_port)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(sim))
+
+
+async def _serve(sim: Simulator) -> None:
+    async with sim:
+        for line in _banner(sim):
+            print(line, flush=True)
+        await anyio.sleep_forever()
+
+
+def _banner(sim: Simulator) -> list[str]:
+    p = sim.profile
+    ids = sim.project_ids
+    shown = ids if len(ids) <= MAX_PRINTED_PROJECTS else ids[:MAX_PRINTED_PROJECTS]
+    more = "" if len(shown) == len(ids) else f" ... ({len(ids)} in all: GET /_sim/projects)"
+    key = (
+        f"the profile's key {p.api_key}"
+        if p.api_key
+        else f"any key starting with yk_, e.g. {sim.api_key}"
+    )
+    return [
+        f"Youka-compatible simulator: profile {p.name}, seed {sim.seed}, "
+        f"time scale {sim.time_scale:g}",
+        f"base URL:    {sim.base_url}",
+        f"storage URL: {sim.storage_url}",
+        f"API key:     {key}",
+        f"projects:    {' '.join(shown)}{more}",
+        f"simulator:   {sim.root_url}/_sim/projects, {sim.root_url}/_sim/stats",
+        "Press Ctrl-C to stop.",
+    ]
+
+
+def _shown_host(host: str) -> str:
+    """The host to put in URLs: a wildcard address is reached through loopback."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

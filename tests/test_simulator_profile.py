@@ -1,0 +1,95 @@
+"""Simulator profiles: loading, validation with clear messages, durations, replace()."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.simulator.profile import (
+    DEFAULT_DURATIONS,
+    Profile,
+    ProfileError,
+    dump_profile,
+    load_profile,
+    parse_duration,
+)
+
+
+def test_shipped_profiles_load():
+    """default, chaos and bench load and differ where they should."""
+    default, chaos, bench = (load_profile(n) for n in ("default", "chaos", "bench"))
+    assert default == Profile(name="default")
+    assert chaos.stems_mode == "replace" and chaos.faults.truncate_body > 0
+    assert bench.synthesize is False and bench.record_requests is False
+    assert len(set(bench.durations.values())) == 1 and bench.duration_jitter == 0
+
+
+def test_unknown_setting_is_refused_with_the_known_ones(tmp_path):
+    """A misspelt setting names itself, the file, and the settings that exist."""
+    path = tmp_path / "typo.yaml"
+    path.write_text("projects: 3\nmax_inprogress: 2\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    message = str(caught.value)
+    assert str(path) in message and "max_inprogress" in message and "max_in_progress" in message
+
+
+def test_unknown_fault_is_refused(tmp_path):
+    """A misspelt fault is refused rather than silently off."""
+    path = tmp_path / "typo.yaml"
+    path.write_text("faults:\n  drop_conection: 0.1\n")
+    with pytest.raises(ProfileError, match="faults.drop_conection"):
+        load_profile(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("faults:\n  rate_limit: 1.5\n", "between 0 and 1"),
+        ("url_ttl: soon\n", "duration like 3s"),
+        ("durations:\n  spleeter: 3s\n", "unknown model 'spleeter'"),
+        ("stems_mode: merge\n", "accumulate or replace"),
+        ("projects: 0\n", "projects"),
+        ("queue_time: [20s, 2s]\n", "queue_time"),
+        ("- a list\n", "mapping"),
+        ("projects: [1\n", "not valid YAML"),
+    ],
+)
+def test_invalid_values_are_refused(tmp_path, text, fragment):
+    """Out-of-range, malformed and unparseable values are refused, saying what is allowed."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=fragment):
+        load_profile(path)
+
+
+def test_unknown_profile_name_lists_the_shipped_ones():
+    """An unknown profile name is refused with the names that exist."""
+    with pytest.raises(ProfileError, match="chaos"):
+        load_profile("nope")
+
+
+def test_durations_read_like_3s_and_10m():
+    """Durations accept numbers, ms, s, m and h."""
+    assert parse_duration("500ms", where="x") == 0.5
+    assert parse_duration("3s", where="x") == 3.0
+    assert parse_duration("1.5m", where="x") == 90.0
+    assert parse_duration("1h", where="x") == 3600.0
+    assert parse_duration(7, where="x") == 7.0
+
+
+def test_replace_validates_and_merges_durations():
+    """replace() validates its changes and merges durations into the table."""
+    profile = load_profile("bench").replace(projects=8334, durations={"demucs": 5})
+    assert profile.projects == 8334 and profile.duration("demucs") == 5
+    assert profile.duration("mdx23c") == 60.0
+    with pytest.raises(ProfileError):
+        profile.replace(max_in_progress=0)
+    assert set(Profile().durations) == set(DEFAULT_DURATIONS)
+
+
+def test_dumped_profile_loads_back_equal(tmp_path):
+    """dump_profile writes YAML that load_profile reads back into the same profile."""
+    profile = load_profile("chaos").replace(projects=42, max_in_progress=3, api_key="yk_x")
+    path = tmp_path / "custom.yaml"
+    path.write_text(dump_profile(profile))
+    assert load_profile(path) == profile
