@@ -1,0 +1,204 @@
+"""Known-answer tests of the report's signal measures (pure numpy, no files)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from orchestrator.report import metrics
+
+RATE = 44100
+
+
+def noise(seconds: float = 2.0, channels: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((round(seconds * RATE), channels)) * 0.1
+
+
+def tones(seconds: float, freqs: tuple[float, ...] = (110, 440, 1234, 5000)) -> np.ndarray:
+    rate = RATE
+    t = np.arange(round(seconds * rate)) / rate
+    mono = sum(np.sin(2 * np.pi * f * t + f) for f in freqs) / len(freqs)
+    return np.stack([mono, 0.8 * mono], axis=1) * 0.5
+
+
+def with_snr(reference: np.ndarray, snr_db: float, seed: int = 1) -> np.ndarray:
+    """reference + noise scaled so that sum s^2 / sum n^2 is exactly snr_db."""
+    n = np.random.default_rng(seed).standard_normal(reference.shape)
+    n *= math.sqrt(np.sum(reference**2) / np.sum(n**2) / 10 ** (snr_db / 10))
+    return reference + n
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 6.0, 12.5, 25.0])
+def test_sdr_of_reference_plus_noise_is_the_snr(snr_db: float) -> None:
+    """An estimate equal to the reference plus noise at a known SNR scores that SNR (±0.05 dB)."""
+    reference = noise()
+    estimate = with_snr(reference, snr_db)
+    assert metrics.sdr(reference, estimate) == pytest.approx(snr_db, abs=0.05)
+
+
+def test_sdr_sums_over_all_channels_not_per_channel() -> None:
+    """SDR pools the error of all channels instead of averaging per-channel SDRs."""
+    left, right = noise(channels=1, seed=2) * 10, noise(channels=1, seed=3)
+    estimate = np.concatenate([with_snr(left, 10.0, 4), with_snr(right, 30.0, 5)], axis=1)
+    reference = np.concatenate([left, right], axis=1)
+    pooled = 10 * math.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
+    assert metrics.sdr(reference, estimate) == pytest.approx(pooled, abs=1e-6)
+    assert abs(metrics.sdr(reference, estimate) - 20.0) > 5
+
+
+def test_si_sdr_is_unchanged_by_scaling_the_estimate() -> None:
+    """SI-SDR does not change when the estimate is louder or quieter; SDR does."""
+    reference = noise()
+    estimate = with_snr(reference, 8.0)
+    base = metrics.si_sdr(reference, estimate)
+    for gain in (0.1, 0.5, 3.0):
+        assert metrics.si_sdr(reference, gain * estimate) == pytest.approx(base, abs=1e-3)
+    assert metrics.sdr(reference, 0.5 * estimate) < base - 2
+
+
+def test_si_sdr_is_per_channel_then_averaged() -> None:
+    """SI-SDR scores each channel and averages: orthogonal noise at 10 and 20 dB gives 15 dB."""
+    reference = noise(channels=2, seed=6)
+    estimate = reference.copy()
+    for channel, snr_db in ((0, 10.0), (1, 20.0)):
+        s = reference[:, channel]
+        n = np.random.default_rng(channel).standard_normal(len(s))
+        n -= (n @ s) / (s @ s) * s  # orthogonal to the reference: the projection stays 1
+        n *= math.sqrt((s @ s) / (n @ n) / 10 ** (snr_db / 10))
+        estimate[:, channel] = s + n
+    assert metrics.si_sdr(reference, estimate) == pytest.approx(15.0, abs=0.01)
+
+
+def test_silent_estimate_scores_finite_and_at_the_bottom() -> None:
+    """A silent estimate scores SDR 0 dB and SI-SDR -80 dB: finite, no warning, at the bottom."""
+    reference = noise()
+    silent = np.zeros_like(reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sdr, si_sdr = metrics.sdr(reference, silent), metrics.si_sdr(reference, silent)
+    assert math.isfinite(sdr) and math.isfinite(si_sdr)
+    assert sdr == pytest.approx(0.0, abs=1e-6)
+    assert si_sdr <= -79.0
+    poor = with_snr(reference, 1.0)
+    assert metrics.sdr(reference, poor) > sdr
+    assert metrics.si_sdr(reference, poor) > si_sdr
+
+
+def test_silent_reference_and_estimate_do_not_crash() -> None:
+    """Silence scored against silence is finite (no division by zero)."""
+    silent = np.zeros((RATE, 2))
+    assert math.isfinite(metrics.sdr(silent, silent))
+    assert math.isfinite(metrics.si_sdr(silent, silent))
+
+
+def test_identical_estimate_scores_very_high() -> None:
+    """An estimate identical to the reference scores far above any real separation (> 90 dB)."""
+    reference = noise()
+    assert metrics.sdr(reference, reference.copy()) > 90
+    assert metrics.si_sdr(reference, reference.copy()) > 90
+
+
+def test_resampled_estimate_is_brought_back_and_still_scores_high() -> None:
+    """A 48 kHz estimate of a 44.1 kHz reference is resampled and still scores above 30 dB."""
+    reference = tones(3.0)
+    estimate = resample_poly(reference, 160, 147, axis=0)  # 44100 -> 48000
+    aligned = metrics.align(reference, RATE, estimate, 48000)
+    assert aligned.resampled
+    assert aligned.length_diff == pytest.approx(0.0, abs=1e-3)
+    assert metrics.sdr(aligned.reference, aligned.estimate) > 30
+
+
+def test_align_trims_to_the_shorter_and_reports_the_difference() -> None:
+    """A stem 0.5 s longer than its reference is cut to the reference and reported as +0.5 s."""
+    reference = noise(seconds=2.0)
+    estimate = np.concatenate([reference, noise(seconds=0.5, seed=9)])
+    aligned = metrics.align(reference, RATE, estimate, RATE)
+    assert aligned.length_diff == pytest.approx(0.5)
+    assert aligned.estimate.shape == aligned.reference.shape == reference.shape
+    assert metrics.sdr(aligned.reference, aligned.estimate) > 90
+    shorter = metrics.align(reference, RATE, reference[: RATE // 2], RATE)
+    assert shorter.length_diff == pytest.approx(-1.5)
+    assert len(shorter.reference) == RATE // 2
+
+
+def test_channel_layouts_are_matched() -> None:
+    """Mono estimates are spread to a stereo reference and stereo ones downmixed to mono."""
+    mono = noise(channels=1)
+    dual = np.repeat(mono, 2, axis=1)
+    up = metrics.align(dual, RATE, mono[:, 0], RATE)
+    assert up.estimate.shape == (len(mono), 2)
+    assert metrics.sdr(up.reference, up.estimate) > 90
+    down = metrics.align(mono, RATE, dual, RATE)
+    assert down.estimate.shape == (len(mono), 1)
+    assert metrics.sdr(down.reference, down.estimate) > 90
+
+
+def test_fit_pads_or_cuts_to_the_wanted_length() -> None:
+    """`fit` returns exactly the requested frames: zero-padded when short, cut when long."""
+    audio = noise(seconds=1.0)
+    assert metrics.fit(audio, RATE, target_rate=RATE, channels=2, frames=RATE * 2).shape == (
+        RATE * 2,
+        2,
+    )
+    padded = metrics.fit(audio, RATE, target_rate=RATE, channels=2, frames=RATE * 2)
+    assert not padded[RATE:].any()
+    assert metrics.fit(audio, RATE, target_rate=RATE, channels=1, frames=100).shape == (100, 1)
+
+
+def test_lufs_of_a_997_hz_sine_matches_bs1770() -> None:
+    """997 Hz at -20 dBFS reads -20.0 LUFS stereo and -23.0 mono; EBU 3341 case 1 reads -23.0."""
+    t = np.arange(20 * RATE) / RATE
+    sine = 10 ** (-20 / 20) * np.sin(2 * np.pi * 997 * t)
+    assert metrics.integrated_lufs(np.stack([sine, sine], 1), RATE) == pytest.approx(-20.0, abs=0.1)
+    assert metrics.integrated_lufs(sine, RATE) == pytest.approx(-23.0, abs=0.1)
+    ebu = 10 ** (-23 / 20) * np.sin(2 * np.pi * 1000 * t)
+    assert metrics.integrated_lufs(np.stack([ebu, ebu], 1), RATE) == pytest.approx(-23.0, abs=0.1)
+
+
+def test_lufs_is_none_for_silence_and_for_audio_shorter_than_a_block() -> None:
+    """Silence and clips shorter than one 400 ms gating block have no loudness (None)."""
+    assert metrics.integrated_lufs(np.zeros((RATE * 2, 2)), RATE) is None
+    assert metrics.integrated_lufs(noise(seconds=0.2), RATE) is None
+    assert metrics.integrated_lufs(noise(seconds=1.0), RATE) is not None
+
+
+def test_peak_and_clipping() -> None:
+    """Sample peak is in dBFS (None for silence); clipped share counts samples at full scale."""
+    t = np.arange(RATE) / RATE
+    half = 0.5 * np.sin(2 * np.pi * 100 * t)
+    assert metrics.sample_peak_dbfs(half) == pytest.approx(-6.02, abs=0.01)
+    assert metrics.sample_peak_dbfs(np.zeros(100)) is None
+    assert metrics.clipped_share(half) == 0.0
+    clipped = np.zeros(1000)
+    clipped[:100] = 1.0
+    clipped[100:150] = -1.2
+    assert metrics.clipped_share(clipped) == pytest.approx(0.15)
+
+
+def test_silence_share_counts_quiet_50ms_frames() -> None:
+    """Near-silence is the share of 50 ms frames below -60 dBFS."""
+    tone = tones(1.0)
+    assert metrics.silence_share(np.concatenate([tone, np.zeros_like(tone)]), RATE) == 0.5
+    hiss = np.random.default_rng(0).standard_normal((RATE, 2))
+    assert metrics.silence_share(hiss * 10 ** (-70 / 20), RATE) == 1.0
+    assert metrics.silence_share(hiss * 10 ** (-50 / 20), RATE) == 0.0
+
+
+def test_residual_measures_what_the_stems_miss() -> None:
+    """Stems that sum to the mix leave no residual; a left-out part leaves exactly its energy."""
+    a, b = noise(seed=1), 0.3 * noise(seed=2)
+    mix = a + b
+    assert metrics.residual_db(mix, a + b) < -100
+    expected = 10 * math.log10(np.sum(b**2) / np.sum(mix**2))
+    assert metrics.residual_db(mix, a) == pytest.approx(expected, abs=0.01)
+
+
+def test_long_float32_audio_keeps_precision() -> None:
+    """Blockwise float64 sums keep a 60 s float32 track's SDR exact to 0.01 dB."""
+    reference = noise(seconds=60.0, channels=2).astype(np.float32)
+    estimate = with_snr(reference.astype(np.float64), 20.0).astype(np.float32)
+    assert metrics.sdr(reference, estimate) == pytest.approx(20.0, abs=0.01)
