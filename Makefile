@@ -20,6 +20,7 @@ test: install
 
 demo: install
 	$(BIN)/stemsweep run jobs/demo.yaml
+	$(BIN)/stemsweep report out/demo
 
 bench: install
 	$(BIN)/python -m bench

@@ -7,9 +7,11 @@ shown for a user's mistake.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+PLAN_ROWS = 20  # rows `plan` lists before summarising the rest (--all lists every one)
 
 
 def _friendly(func: F) -> F:
@@ -102,16 +105,342 @@ def simulate(
     Example:
       stemsweep simulate --profile chaos --seed 7 --time-scale 20
     """
+    from orchestrator.errors import UsageError
+    from orchestrator.simulator.profile import ProfileError
     from orchestrator.simulator.server import serve_forever
 
-    serve_forever(
-        host=host,
-        port=port,
-        storage_port=storage_port,
-        profile=profile,
-        seed=seed,
-        time_scale=time_scale,
+    try:
+        serve_forever(
+            host=host,
+            port=port,
+            storage_port=storage_port,
+            profile=profile,
+            seed=seed,
+            time_scale=time_scale,
+        )
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host} ({exc.strerror or exc}); "
+            "pass --port 0 and --storage-port 0 for any free ports"
+        ) from None
+
+
+# --- run, retry, plan, status ----------------------------------------------------------------
+
+_MANIFEST = click.argument("manifest", type=click.Path(path_type=Path, dir_okay=False))
+_OUT = click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Root of the per-model output tree (default: the manifest's `output`).",
+)
+_STATE = click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State database (default: OUT/.stemsweep/state.db).",
+)
+
+
+def _sweep_options(func: F) -> F:
+    """The options `run` and `retry` share."""
+    for option in reversed(
+        (
+            _MANIFEST,
+            _OUT,
+            click.option(
+                "--api-url",
+                metavar="URL",
+                help="API base URL; overrides YOUKA_API_URL and the manifest's api.base_url.",
+            ),
+            _STATE,
+            click.option(
+                "--log-format",
+                type=click.Choice(["console", "json"]),
+                help="Log format on stderr (default: JSON; on a terminal, console lines above "
+                "the live display, warnings only).",
+            ),
+            click.option(
+                "--no-progress",
+                is_flag=True,
+                help="No live progress display, even on a terminal.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def _sweep(
+    mode: str,
+    manifest_path: Path,
+    out: Path | None,
+    api_url: str | None,
+    state: Path | None,
+    log_format: str | None,
+    no_progress: bool,
+) -> None:
+    import logging
+
+    import anyio
+
+    from orchestrator.lifecycle import Mode
+    from orchestrator.logs import LogFormat, configure_logging
+    from orchestrator.manifest import load_manifest
+    from orchestrator.runner import ENV_API_KEY, run_manifest
+    from orchestrator.summary import Tally, render_summary
+
+    manifest = load_manifest(manifest_path)
+    secrets = [os.environ.get(ENV_API_KEY, "")]
+    show_progress = not no_progress and sys.stderr.isatty()
+    tally = Tally()
+
+    def configure() -> None:
+        # With the live display up, only warnings (failures) are logged, above it; an
+        # explicit --log-format asks for every event.
+        quiet = show_progress and log_format is None
+        level = logging.WARNING if quiet else logging.INFO
+        fmt: LogFormat = "console" if log_format == "console" or quiet else "json"
+        configure_logging(fmt, secrets=secrets, level=level)
+
+    async def go() -> Any:
+        return await run_manifest(
+            manifest,
+            mode=Mode(mode),
+            output=out,
+            state_path=state,
+            api_url=api_url,
+            tally=tally,
+            handle_signals=True,
+        )
+
+    if show_progress:
+        from orchestrator.progress import LiveProgress
+
+        with LiveProgress(tally, title=f"stemsweep {mode} {manifest.name}"):
+            configure()  # inside the display, so that log lines go above it
+            outcome = anyio.run(go)
+    else:
+        configure()
+        outcome = anyio.run(go)
+    click.echo(render_summary(outcome.summary))
+    sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@_sweep_options
+@_friendly
+def run(
+    manifest: Path,
+    out: Path | None,
+    api_url: str | None,
+    state: Path | None,
+    log_format: str | None,
+    no_progress: bool,
+) -> None:
+    """Run every job of MANIFEST: submit, poll, download, record.
+
+    Resumable: a finished job is skipped (its files are checked), an interrupted one picks
+    up where it stopped, and a separation is never started twice. Failed separations are
+    reported, not repeated: use `stemsweep retry` for that. The API key is read from
+    YOUKA_API_KEY only.
+
+    Exit status: 0 every job done, 1 some failed (listed in the summary), 2 unusable
+    manifest, arguments, key or state, 130 interrupted.
+
+    \b
+    Example:
+      export YOUKA_API_KEY=yk_...
+      stemsweep run jobs/nightly.yaml --out /data/stems --no-progress
+    """
+    _sweep("run", manifest, out, api_url, state, log_format, no_progress)
+
+
+@cli.command()
+@_sweep_options
+@_friendly
+def retry(
+    manifest: Path,
+    out: Path | None,
+    api_url: str | None,
+    state: Path | None,
+    log_format: str | None,
+    no_progress: bool,
+) -> None:
+    """Like `run`, and also give failed, cancelled and timed-out separations another go.
+
+    A failed separation is submitted again as the next attempt, with a new idempotency key.
+    A job whose separation succeeded but whose download failed is only downloaded again:
+    it is never separated twice.
+
+    \b
+    Example:
+      stemsweep retry jobs/nightly.yaml
+    """
+    _sweep("retry", manifest, out, api_url, state, log_format, no_progress)
+
+
+def _open_state(manifest_path: Path, out: Path | None, state: Path | None) -> Any:
+    from orchestrator.manifest import load_manifest
+    from orchestrator.state import StateStore, default_state_path
+
+    manifest = load_manifest(manifest_path)
+    out = out if out is not None else manifest.output
+    state_path = state if state is not None else default_state_path(out)
+    return manifest, out, state_path, StateStore.open_reader(state_path)
+
+
+@cli.command()
+@_MANIFEST
+@_OUT
+@_STATE
+@click.option("--all", "show_all", is_flag=True, help="List every job, not only the first rows.")
+@click.option(
+    "--retry", "as_retry", is_flag=True, help="Show what `retry` would do instead of `run`."
+)
+@_friendly
+def plan(
+    manifest: Path, out: Path | None, state: Path | None, show_all: bool, as_retry: bool
+) -> None:
+    """Show what a run would do, without any network: jobs, keys, state, output paths.
+
+    Reads the manifest and the state only. A done job whose files are all present counts
+    as done here (`run` also checks their sha256).
+
+    \b
+    Example:
+      stemsweep plan jobs/compare-all-models.yaml --all
+    """
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from orchestrator.jobs import iter_jobs
+    from orchestrator.lifecycle import Mode
+    from orchestrator.manifest import resolve_key_scope
+    from orchestrator.summary import PlanRow, format_table, plan_rows
+
+    loaded, out_dir, state_path, store = _open_state(manifest, out, state)
+    with store:
+
+        def present(project: str, model: str) -> bool:
+            return all(
+                (out_dir / s.file).is_file() and (out_dir / s.file).stat().st_size == s.bytes
+                for s in store.stems(project, model)
+            )
+
+        scope = resolve_key_scope(loaded.key_scope, datetime.now(UTC))
+        rows = plan_rows(
+            iter_jobs(loaded),
+            lookup=store.get,
+            files_present=present,
+            scope=scope,
+            mode=Mode.RETRY if as_retry else Mode.RUN,
+        )
+        shown: list[PlanRow] = []
+        actions: Counter[str] = Counter()
+        total = 0
+        for row in rows:
+            total += 1
+            actions[row.action] += 1
+            if show_all or len(shown) < PLAN_ROWS:
+                shown.append(row)
+    click.echo(f"manifest: {loaded.path} ({loaded.name})")
+    click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
+    click.echo(f"state:    {state_path}{'' if state_path.exists() else ' (none yet)'}")
+    click.echo(f"jobs:     {total}: " + ", ".join(f"{a} {n}" for a, n in actions.most_common()))
+    headers = ("project", "model", "state", "next", "attempt", "key", "folder")
+    click.echo(
+        format_table(
+            headers,
+            ((r.project, r.model, r.recorded, r.action, r.attempt, r.key, r.folder) for r in shown),
+        )
     )
+    if len(shown) < total:
+        click.echo(f"... {total - len(shown)} more jobs (--all lists every one)")
+
+
+@cli.command()
+@_MANIFEST
+@_OUT
+@_STATE
+@_friendly
+def status(manifest: Path, out: Path | None, state: Path | None) -> None:
+    """Show the recorded state of MANIFEST's jobs: per status and model, and what failed.
+
+    Reads the state only (a run may be going on at the same time).
+
+    \b
+    Example:
+      stemsweep status jobs/nightly.yaml
+    """
+    from orchestrator.jobs import iter_jobs
+    from orchestrator.summary import MAX_LISTED, format_table, status_tally
+
+    loaded, _out_dir, state_path, store = _open_state(manifest, out, state)
+    with store:
+        tally = status_tally(iter_jobs(loaded), lookup=store.get)
+    counts = tally.by_status()
+    click.echo(f"state: {state_path}{'' if state_path.exists() else ' (none yet)'}")
+    click.echo(f"jobs:  {tally.total}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    per_model = tally.by_model()
+    statuses = list(counts)
+    click.echo(
+        format_table(
+            ("model", *statuses),
+            ((m, *(per.get(s, 0) for s in statuses)) for m, per in per_model.items()),
+        )
+    )
+    if tally.failures:
+        click.echo(f"not done ({len(tally.failures)}):")
+        for f in tally.failures[:MAX_LISTED]:
+            reason = f": {f.reason}" if f.reason else ""
+            click.echo(f"  {f.project} {f.model} [{f.status}, attempt {f.attempt}]{reason}")
+        if len(tally.failures) > MAX_LISTED:
+            click.echo(f"  ... and {len(tally.failures) - MAX_LISTED} more")
+
+
+@cli.command()
+@click.argument(
+    "trees",
+    nargs=-1,
+    required=True,
+    metavar="OUT [OUT ...]",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--references",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="True stems as DIR/{project}/{type}.{ext}, to score SDR and SI-SDR. "
+    "Each OUT's _references folder is used too.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Where report.html goes (a file, or a folder to hold it); report.json, report.csv "
+    "and spectrograms/ go next to it.  [default: OUT/report/report.html of the first OUT]",
+)
+@_friendly
+def report(trees: tuple[Path, ...], references: Path | None, output: Path | None) -> None:
+    """Compare the models of one or more per-model trees in one static page.
+
+    Reads OUT/{model}/{project}/{type}.{ext} and each job's job.json (trees made by hand
+    or by other tools work too), merges several OUT trees (shards), measures every stem,
+    and writes report.html, report.json and report.csv. The page opens from disk with no
+    server; its players link into the trees. Prints the path of report.html.
+
+    \b
+    Examples:
+      stemsweep report out/demo
+      stemsweep report out/shard-0 out/shard-1 --references refs --output site/compare.html
+    """
+    from orchestrator.report import build_report
+
+    result = build_report(list(trees), references=references, output=output)
+    click.echo(str(result.html))
 
 
 def main() -> None:

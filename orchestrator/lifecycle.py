@@ -1,0 +1,194 @@
+"""What to do next for one job, given what the state store recorded (pure: no I/O).
+
+A job is one (project, model) pair. Its recorded status moves like this:
+
+    (no row) ──> submitting ──> submitted ──> succeeded ──> done
+                 key committed   task id       separation      every wanted file
+                 before the      known         ok, download    downloaded and
+                 POST is sent                  pending         recorded
+                     │               │              │
+                     │               ├─> failed / cancelled    (the server's verdict)
+                     │               ├─> timed_out             (our poll deadline; task id kept)
+                     │               │                          └─> resume polling the same task
+                     │               │                                                  │
+                     ├─> failed      (the server refused the POST for good)             │
+                     │                                              succeeded <─────────┘
+                     └─> (crash) re-POST with the SAME key: the API answers with the
+                         task of the first POST, so no second separation is started.
+    (no row) ──> skipped      the project could not be read (e.g. not found): no key was
+                              sent, no credit spent
+    succeeded ──> download_failed ──> (next run or retry) download again, never separate again
+
+`decide` maps (recorded row, files intact?, mode) to an `Action`:
+
+| recorded status          | `run`                       | `retry`                         |
+|--------------------------|-----------------------------|---------------------------------|
+| none, `pending`          | submit (attempt 1 / as is)  | same                            |
+| `skipped`                | report failed               | submit (same attempt: unused)   |
+| `submitting`             | re-submit with the same key | same                            |
+| `submitted`, `timed_out` | resume polling the task     | same                            |
+| `succeeded`              | download only               | same                            |
+| `download_failed`        | download only               | same                            |
+| `done`, files intact     | skip                        | skip                            |
+| `done`, files damaged    | download only               | same                            |
+| `failed`, `cancelled`    | report failed               | submit attempt + 1 (a new key)  |
+
+After a successful separation, `select_stems` picks the files to fetch.
+
+Downloads cost no credits, so both modes repeat them; separations do, so only `retry`
+starts a new one for a job whose separation failed. Within one run, `retries.tasks`
+allows that many automatic re-submissions of a failed separation (`may_resubmit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+
+class Status(StrEnum):
+    """A job's recorded status (the `jobs.status` column)."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    DONE = "done"
+    DOWNLOAD_FAILED = "download_failed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+
+
+class Mode(StrEnum):
+    """`run` finishes what is unfinished; `retry` also gives failed separations another go."""
+
+    RUN = "run"
+    RETRY = "retry"
+
+
+class Action(StrEnum):
+    SKIP_DONE = "skip_done"
+    SUBMIT = "submit"
+    RESUBMIT_SAME_KEY = "resubmit_same_key"
+    RESUME_POLL = "resume_poll"
+    DOWNLOAD_ONLY = "download_only"
+    REPORT_FAILED = "report_failed"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The part of a job's state row that decisions depend on."""
+
+    status: Status
+    attempt: int
+    key: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The next action for a job; `attempt` is the attempt that action belongs to."""
+
+    action: Action
+    attempt: int
+
+    @property
+    def separates(self) -> bool:
+        """Whether the action has (or may have) a separation in flight on the server."""
+        return self.action in (Action.SUBMIT, Action.RESUBMIT_SAME_KEY, Action.RESUME_POLL)
+
+    @property
+    def needs_slots(self) -> bool:
+        """Whether the action does API work for the job (and so takes scheduling slots)."""
+        return self.action not in (Action.SKIP_DONE, Action.REPORT_FAILED)
+
+
+def decide(recorded: Recorded | None, *, files_ok: bool, mode: Mode) -> Decision:
+    """The next action for a job; `files_ok`: every recorded file exists with its sha256."""
+    if recorded is None:
+        return Decision(Action.SUBMIT, 1)
+    status, attempt = recorded.status, recorded.attempt
+    if status is Status.PENDING:
+        return Decision(Action.SUBMIT, attempt)
+    if status is Status.SUBMITTING:
+        if recorded.key is None:  # cannot happen: the key is written with the status
+            return Decision(Action.SUBMIT, attempt)
+        return Decision(Action.RESUBMIT_SAME_KEY, attempt)
+    if status in (Status.SUBMITTED, Status.TIMED_OUT):
+        if recorded.task_id is None:  # cannot happen: the task id is written with it
+            return Decision(Action.RESUBMIT_SAME_KEY, attempt)
+        return Decision(Action.RESUME_POLL, attempt)
+    if status in (Status.SUCCEEDED, Status.DOWNLOAD_FAILED):
+        return Decision(Action.DOWNLOAD_ONLY, attempt)
+    if status is Status.DONE:
+        return Decision(Action.SKIP_DONE if files_ok else Action.DOWNLOAD_ONLY, attempt)
+    if status is Status.SKIPPED:
+        if mode is Mode.RETRY:
+            return Decision(Action.SUBMIT, attempt)
+        return Decision(Action.REPORT_FAILED, attempt)
+    # FAILED, CANCELLED: the server ran (or refused) this attempt's separation.
+    if mode is Mode.RETRY:
+        return Decision(Action.SUBMIT, attempt + 1)
+    return Decision(Action.REPORT_FAILED, attempt)
+
+
+def may_resubmit(resubmits_so_far: int, task_retries: int) -> bool:
+    """Whether a separation that failed in this run is submitted again (`retries.tasks`)."""
+    return resubmits_so_far < task_retries
+
+
+class StemLike(Protocol):
+    """What stem selection reads of a project's stem."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+
+
+S = TypeVar("S", bound=StemLike)
+
+
+@dataclass(frozen=True)
+class Selection(Generic[S]):
+    """The stems to download for a job, and the wanted types it cannot have."""
+
+    chosen: tuple[S, ...]  # one per wanted type, in the order of `wanted`
+    missing: tuple[str, ...]  # wanted types the model did not deliver
+    unsafe: tuple[str, ...]  # the model's stem types that are not safe as file names
+    delivered: int  # how many stems the project lists for the model at all
+
+
+def select_stems(
+    stems: Sequence[S],
+    *,
+    model: str,
+    wanted: Sequence[str],
+    known_ids: Collection[str],
+    is_safe: Callable[[str], bool],
+) -> Selection[S]:
+    """Pick a job's stems from a project's `stems[]`, by model and type, never by position.
+
+    Only stems whose `model` is the job's model count. When `stems[]` accumulates, several
+    sets of that model may be listed: the stems that appeared after the job's submission
+    (ids not in `known_ids`, the model's stem ids read before submitting) win, and among
+    equals the one listed last. When `stems[]` was replaced, every id is new and the rule
+    takes what is there. A type that is not a safe file name is never chosen; it is
+    reported in `unsafe`.
+    """
+    mine = [s for s in stems if s.model == model]
+    best: dict[str, S] = {}
+    for stem in mine:
+        current = best.get(stem.type)
+        if current is None or (stem.id not in known_ids) >= (current.id not in known_ids):
+            best[stem.type] = stem
+    unsafe = tuple(sorted({s.type for s in mine if not is_safe(s.type)}))
+    chosen = tuple(best[t] for t in wanted if t in best and is_safe(t))
+    missing = tuple(t for t in wanted if t not in best or not is_safe(t))
+    return Selection(chosen=chosen, missing=missing, unsafe=unsafe, delivered=len(mine))

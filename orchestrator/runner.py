@@ -1,0 +1,700 @@
+"""A sweep: stream the manifest's jobs, submit, poll, download, record; under the limits.
+
+`run_manifest` composes the pure decisions (`lifecycle`, `backoff`), the state store, the
+API client and the downloads under ONE `anyio` task group:
+
+    dispatcher  reads jobs one by one from `iter_jobs`, decides each from its recorded
+                state, and offers it to `Admission`; when the look-ahead buffer is full it
+                waits for room, so a 100,000-job manifest is never held in memory
+    job tasks   one per admitted job (bounded by the limits): read the project, commit
+                the key, submit, wait for the poll loop's verdict, download, record
+    poll loop   ONE loop (`Poller`) that polls every task in flight, each on its own
+                backoff schedule, from a heap of due times; no job task holds anything
+                but its slots while it waits
+    signals     SIGINT/SIGTERM cancel the group; every state change is already committed,
+                so the next run resumes where this one stopped (exit 130)
+
+Limits hold at every instant because a job task exists only while it holds its slots:
+
+    in_flight   `max_in_flight`, from committing the key until the task is terminal
+    model       `per_model[model]`, the same span, for capped models
+    project     `per_project`, from the first request until the job's files are on disk
+                (the next separation on the project may replace `stems[]`)
+    active      a bound on job tasks (downloads included), so memory stays bounded
+
+`requests_per_second` and the 429 pause are enforced by the client for every request.
+A separation the client gives up on (past `poll.timeout`, or a POST never confirmed) frees
+its slots: the client cannot see it any more, and the next run picks it up again. A task
+resumed from an earlier run gets a whole `poll.timeout` from the moment it is resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.api import Stem, YoukaClient
+from orchestrator.clock import REAL_CLOCK, Clock
+from orchestrator.download import (
+    ExpiredUrlError,
+    is_safe_name,
+    remove_partials,
+    safe_path,
+    write_json_atomic,
+)
+from orchestrator.errors import (
+    ApiError,
+    CredentialsError,
+    DownloadError,
+    RetryableApiError,
+    StemsweepError,
+    UsageError,
+)
+from orchestrator.jobs import Job, count_jobs, idempotency_key, iter_jobs
+from orchestrator.lifecycle import (
+    Action,
+    Mode,
+    Status,
+    decide,
+    may_resubmit,
+    select_stems,
+)
+from orchestrator.logs import get_logger
+from orchestrator.manifest import Manifest, resolve_key_scope
+from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Entry, Poller
+from orchestrator.state import JobRow, StateStore, StemRow, default_state_path, utc_now
+from orchestrator.summary import (
+    DOWNLOADING,
+    WAITING,
+    Failure,
+    Note,
+    Tally,
+    job_document,
+    summary_data,
+)
+
+ENV_API_KEY = "YOUKA_API_KEY"
+ENV_API_URL = "YOUKA_API_URL"
+EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
+DOWNLOAD_CONCURRENCY = 8  # stem files fetched at once, whole run
+JOB_FILE = "job.json"
+SUMMARY_FILE = "summary.json"
+REFERENCES_DIR = "_references"
+# Jobs read ahead of the running ones. A job blocked by its project or model waits there
+# while later jobs go, so the buffer must span many projects (manifests are project-major).
+LOOKAHEAD_MIN = 1024
+LOOKAHEAD_PER_SLOT = 16
+
+log = get_logger()
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: its summary document (also in `{out}/summary.json`) and exit code."""
+
+    summary: dict[str, Any]
+    exit_code: int
+    output: Path
+    state_path: Path
+
+
+def resolve_connection(
+    manifest: Manifest, environ: Mapping[str, str], api_url: str | None
+) -> tuple[str, str | None]:
+    """The API base URL and key of a run (pure); (``""``, None) when it uses the simulator.
+
+    The URL: manifest `api.base_url`, overridden by `YOUKA_API_URL`, overridden by
+    `--api-url`. The key comes only from `YOUKA_API_KEY`: missing or blank is a
+    `CredentialsError` that names the variable.
+    """
+    if manifest.api.simulator is not None:
+        return "", None
+    key = environ.get(ENV_API_KEY)
+    if key is None:
+        raise CredentialsError(
+            f"{ENV_API_KEY} is not set: export {ENV_API_KEY}=yk_... (your Youka API key), "
+            "or run against the simulator (api.simulator in the manifest)"
+        )
+    if not key.strip():
+        raise CredentialsError(f"{ENV_API_KEY} is empty: set it to your Youka API key")
+    return api_url or environ.get(ENV_API_URL) or manifest.api.base_url, key
+
+
+async def run_manifest(
+    manifest: Manifest,
+    *,
+    mode: Mode = Mode.RUN,
+    output: Path | None = None,
+    state_path: Path | None = None,
+    api_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = REAL_CLOCK,
+    tally: Tally | None = None,
+    handle_signals: bool = False,
+    seed: int = 0,
+    client_options: Mapping[str, Any] | None = None,
+) -> RunOutcome:
+    """Run (or retry) every job of `manifest`; see the module docstring.
+
+    Raises, before any submission: `CredentialsError` (key missing, empty or rejected),
+    `StateLockedError` (another run holds the state), `UsageError` (unusable state file).
+    `tally` receives live counts (the progress display reads it); `handle_signals` turns
+    SIGINT/SIGTERM into a clean stop (exit code 130); `seed` seeds the poll jitter;
+    `client_options` are passed to `YoukaClient` (tests and benchmarks shorten its waits).
+    """
+    environ = os.environ if environ is None else environ
+    out = output if output is not None else manifest.output
+    state_path = state_path if state_path is not None else default_state_path(out)
+    base_url, api_key = resolve_connection(manifest, environ, api_url)
+    tally = tally if tally is not None else Tally()
+    tally.total = tally.total or count_jobs(manifest)
+    started, started_at = time.monotonic(), utc_now()
+    with StateStore.open_writer(state_path) as store:
+        if out.exists():
+            removed = remove_partials(out)
+            if removed:
+                log.info("run.partials_removed", count=removed)
+        stack = AsyncExitStack()
+        try:
+            client, sim = await _open_client(
+                stack, manifest, base_url, api_key, clock, client_options or {}
+            )
+            await client.me()  # a rejected key ends the run here, before any submission
+            log.info(
+                "run.started",
+                manifest=str(manifest.path),
+                mode=str(mode),
+                jobs=tally.total,
+                output=str(out),
+                state=str(state_path),
+                api=client.base_url,
+            )
+            sweep = _Sweep(manifest, mode, out, store, client, clock, tally, seed)
+            try:
+                if sim is not None:
+                    await _save_references(client, sim.root_url, manifest, out)
+                await sweep.run(handle_signals=handle_signals)
+            finally:
+                # Plain synchronous writes: they complete even while the run is cancelled.
+                interrupted = sweep.interrupted or not sweep.finished
+                run_info = {
+                    "manifest": str(manifest.path),
+                    "name": manifest.name,
+                    "mode": str(mode),
+                    "output": str(out),
+                    "state": str(state_path),
+                    "started_at": started_at,
+                    "finished_at": utc_now(),
+                    "wall_seconds": round(time.monotonic() - started, 3),
+                    "api_requests": client.requests,
+                    "downloads": client.downloads,
+                    "polls": sweep.poller.polls,
+                }
+                data = summary_data(tally, run=run_info, interrupted=interrupted)
+                write_json_atomic(out / SUMMARY_FILE, data)
+                log.info(
+                    "run.finished",
+                    interrupted=interrupted,
+                    counts=data["counts"],
+                    api_requests=client.requests,
+                    wall_seconds=data["wall_seconds"],
+                )
+        finally:
+            with anyio.CancelScope(shield=True):  # close connections even when cancelled
+                await stack.aclose()
+    return RunOutcome(summary=data, exit_code=data["exit_code"], output=out, state_path=state_path)
+
+
+async def _open_client(
+    stack: AsyncExitStack,
+    manifest: Manifest,
+    base_url: str,
+    api_key: str | None,
+    clock: Clock,
+    options: Mapping[str, Any],
+) -> tuple[YoukaClient, Any]:
+    """The run's client, and the in-process simulator when the manifest asks for one."""
+    sim = None
+    if manifest.api.simulator is not None:
+        from orchestrator.simulator.profile import ProfileError
+        from orchestrator.simulator.server import Simulator
+
+        spec = manifest.api.simulator
+        try:
+            simulator = Simulator(spec.profile, seed=spec.seed, time_scale=spec.time_scale)
+        except ProfileError as exc:
+            raise UsageError(f"{manifest.path}: api.simulator.profile: {exc}") from None
+        sim = await stack.enter_async_context(simulator)
+        base_url, api_key = sim.base_url, sim.api_key
+    if api_key is None:
+        raise CredentialsError(f"{ENV_API_KEY} is not set")
+    client = await stack.enter_async_context(
+        YoukaClient(
+            base_url,
+            api_key,
+            requests_per_second=manifest.limits.requests_per_second,
+            attempts=manifest.retries.requests,
+            clock=clock,
+            **options,
+        )
+    )
+    return client, sim
+
+
+class _Sweep:
+    """The jobs of one run, their slots, and the poll loop; one task group owns them all."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        mode: Mode,
+        out: Path,
+        store: StateStore,
+        client: YoukaClient,
+        clock: Clock,
+        tally: Tally,
+        seed: int,
+    ) -> None:
+        self.manifest = manifest
+        self.mode = mode
+        self.out = out
+        self.store = store
+        self.client = client
+        self.tally = tally
+        limits = manifest.limits
+        self.scope = resolve_key_scope(manifest.key_scope, datetime.now(UTC))
+        self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
+        self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
+        self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+        self._room = anyio.Event()
+        self._idle = anyio.Event()
+        self._live = 0
+        self._dispatched = False
+        self._tg: TaskGroup | None = None
+        self.interrupted = False
+        self.finished = False
+
+    async def run(self, *, handle_signals: bool) -> None:
+        """Dispatch every job and wait for all of them; return early when interrupted."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if handle_signals:
+                    tg.start_soon(self._stop_on_signal, tg)
+                tg.start_soon(self.poller.run, tg)
+                await self._dispatch()
+                self._dispatched = True
+                if self._live:
+                    await self._idle.wait()
+                self.finished = True
+                tg.cancel_scope.cancel()  # the poll loop and the signal watcher
+        except* CredentialsError as group:
+            # The key stopped working mid-run: report it as such, not as a task group error.
+            raise group.exceptions[0] from None
+
+    async def _stop_on_signal(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("run.interrupted", signal=signal.Signals(signum).name)
+                self.interrupted = True
+                tg.cancel_scope.cancel()
+                return
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        for job in iter_jobs(self.manifest):
+            entry = await self._entry(job)
+            if entry is None:
+                continue
+            self._show(entry, WAITING)
+            if self.admission.offer(entry):
+                self._start(entry)
+            while self.admission.waiting >= self.lookahead:
+                self._room = anyio.Event()
+                await self._room.wait()
+
+    async def _entry(self, job: Job) -> Entry | None:
+        """Decide a job from its recorded state; None when there is nothing to run."""
+        row = self.store.get(job.project, job.model)
+        files_ok = False
+        if row is not None and row.status is Status.DONE:
+            stems = self.store.stems(job.project, job.model)
+            files_ok = await anyio.to_thread.run_sync(_files_intact, self.out, stems)
+            if files_ok:
+                await anyio.to_thread.run_sync(self._ensure_job_file, row, stems)
+        decision = decide(row.recorded() if row else None, files_ok=files_ok, mode=self.mode)
+        entry = Entry(job, decision, row)
+        if decision.action is Action.SKIP_DONE:
+            self._show(entry, Status.DONE)
+            self._note(entry, row)
+            log.info("job.done", project=job.project, model=job.model, already=True)
+            return None
+        if decision.action is Action.REPORT_FAILED:
+            assert row is not None
+            reason = row.error or f"{row.status} in an earlier run"
+            self._fail(entry, row.status, row.attempt, f"{reason} (use `stemsweep retry`)")
+            return None
+        return entry
+
+    def _start(self, entry: Entry) -> None:
+        assert self._tg is not None
+        self._live += 1
+        self._tg.start_soon(self._job_task, entry)
+
+    def _release(self, entry: Entry, kinds: Iterable[str]) -> None:
+        for waiter in self.admission.release(entry, kinds):
+            self._start(waiter)
+        if self.admission.waiting < self.lookahead:
+            self._room.set()
+
+    async def _job_task(self, entry: Entry) -> None:
+        try:
+            if entry.decision.separates:
+                separated = await self._separate(entry)
+                self._release(entry, SEPARATION_GATES)
+                if not separated:
+                    return
+            await self._fetch(entry)
+        except CredentialsError:
+            raise  # the key stopped working: every other job would fail the same way
+        except StemsweepError as exc:
+            # Anything else ends this job only; its state row says where it stopped.
+            row = self.store.get(entry.job.project, entry.job.model)
+            status = row.status if row is not None else Status.PENDING
+            self._fail(entry, status, entry.decision.attempt, str(exc))
+        finally:
+            self._release(entry, ALL_GATES)
+            self._live -= 1
+            if self._dispatched and self._live == 0:
+                self._idle.set()
+
+    # -- one job: separation -------------------------------------------------------------
+
+    async def _separate(self, entry: Entry) -> bool:
+        """Get the job's separation to a terminal success; False when it ended otherwise."""
+        job, action, attempt = entry.job, entry.decision.action, entry.decision.attempt
+        row: JobRow | None = entry.row
+        resubmits = 0
+        while True:
+            if action is Action.RESUME_POLL:
+                assert row is not None and row.task_id is not None
+                task_id = row.task_id
+                log.info("job.resumed", project=job.project, model=job.model, task_id=task_id)
+            else:
+                if action is Action.SUBMIT:
+                    key = await self._commit_key(entry, attempt)
+                    if key is None:
+                        return False
+                else:  # RESUBMIT_SAME_KEY: the key is already committed
+                    assert row is not None and row.key is not None
+                    key = row.key
+                submitted = await self._submit(entry, key, attempt)
+                if submitted is None:
+                    return False
+                task_id = submitted
+            self._show(entry, Status.SUBMITTED)
+            status, reason = await self._wait(
+                entry, task_id, fresh=action is not Action.RESUME_POLL
+            )
+            if status is Status.SUCCEEDED:
+                return True
+            if status in (Status.FAILED, Status.CANCELLED) and may_resubmit(
+                resubmits, self.manifest.retries.tasks
+            ):
+                resubmits += 1
+                attempt += 1
+                action = Action.SUBMIT
+                log.info("job.resubmitting", project=job.project, model=job.model, attempt=attempt)
+                continue  # the slots pass from the failed separation to the new one
+            self._fail(entry, status, attempt, reason)
+            return False
+
+    async def _commit_key(self, entry: Entry, attempt: int) -> str | None:
+        """Read the project, then commit the key durably; None when the job cannot go on."""
+        job = entry.job
+        try:
+            project = await self.client.project(job.project)
+        except CredentialsError:
+            raise
+        except RetryableApiError as exc:
+            # Nothing was recorded: the next run tries this job afresh.
+            self._fail(entry, Status.PENDING, attempt, f"project could not be read: {exc}")
+            return None
+        except ApiError as exc:
+            self.store.mark_skipped(job.project, job.model, attempt=attempt, error=str(exc))
+            self._fail(entry, Status.SKIPPED, attempt, f"project could not be read: {exc}")
+            return None
+        known = [s.id for s in project.stems if s.model == job.model]
+        key = idempotency_key(self.scope, job.project, job.model, attempt)
+        self.store.commit_key(
+            job.project, job.model, attempt=attempt, key=key, known_stem_ids=known
+        )
+        self._show(entry, Status.SUBMITTING)
+        return key
+
+    async def _submit(self, entry: Entry, key: str, attempt: int) -> str | None:
+        """POST the separation with `key`; the task id, or None (recorded) on failure."""
+        job = entry.job
+        try:
+            task_id = await self.client.submit(job.project, job.model, key)
+        except CredentialsError:
+            raise
+        except RetryableApiError as exc:
+            # The POST may have been applied: keep `submitting`, so the next run re-sends the
+            # same key and gets the same task instead of starting a second separation.
+            reason = f"submission not confirmed, the next run re-sends the same key: {exc}"
+            self.store.record_error(job.project, job.model, reason)
+            self._fail(entry, Status.SUBMITTING, attempt, reason)
+            return None
+        except ApiError as exc:
+            reason = f"submission refused: {exc}"
+            self.store.mark_finished(job.project, job.model, Status.FAILED, error=reason)
+            self._fail(entry, Status.FAILED, attempt, reason)
+            return None
+        self.store.mark_submitted(job.project, job.model, task_id)
+        log.info(
+            "job.submitted",
+            project=job.project,
+            model=job.model,
+            attempt=attempt,
+            key=key,
+            task_id=task_id,
+        )
+        return task_id
+
+    async def _wait(self, entry: Entry, task_id: str, *, fresh: bool) -> tuple[Status, str]:
+        """Wait for the poll loop's verdict on `task_id` and record it."""
+        job = entry.job
+        try:
+            verdict = await self.poller.wait_terminal(task_id, job.model, fresh=fresh)
+        except CredentialsError:
+            raise
+        except ApiError as exc:
+            status, reason = Status.FAILED, f"task {task_id} could not be polled: {exc}"
+        else:
+            if verdict.task is None:
+                status = Status.TIMED_OUT
+                reason = (
+                    f"task {task_id} not finished after {self.manifest.poll.timeout:g}s "
+                    "(the next run resumes polling it)"
+                )
+            elif verdict.task.succeeded:
+                status, reason = Status.SUCCEEDED, ""
+            else:
+                status = Status.CANCELLED if verdict.task.status == "cancelled" else Status.FAILED
+                reason = f"separation {verdict.task.status}" + (
+                    f": {verdict.task.error}" if verdict.task.error else ""
+                )
+        self.store.mark_finished(job.project, job.model, status, error=reason or None)
+        self._show(entry, status)
+        log.info(
+            "job.separated" if status is Status.SUCCEEDED else "job.separation_ended",
+            project=job.project,
+            model=job.model,
+            task_id=task_id,
+            status=str(status),
+        )
+        return status, reason
+
+    # -- one job: download ---------------------------------------------------------------
+
+    async def _fetch(self, entry: Entry) -> None:
+        """Download the job's stems (fresh project reads when URLs expire), then record."""
+        job = entry.job
+        row = self.store.get(job.project, job.model)
+        assert row is not None
+        self._show(entry, DOWNLOADING)
+        got: dict[str, StemRow] = {}
+        expired: ExpiredUrlError | None = None
+        for _ in range(EXPIRED_URL_ROUNDS):
+            try:
+                project = await self.client.project(job.project)
+            except CredentialsError:
+                raise
+            except ApiError as exc:
+                self._download_failed(entry, row, f"project could not be read: {exc}")
+                return
+            chosen = select_stems(
+                project.stems,
+                model=job.model,
+                wanted=self.manifest.download_types,
+                known_ids=row.known_stem_ids,
+                is_safe=is_safe_name,
+            )
+            if chosen.delivered == 0:
+                reason = f"the project lists no stems of {job.model} (replaced since?)"
+                self._download_failed(entry, row, reason)
+                return
+            try:
+                for stem in chosen.chosen:
+                    if stem.type not in got:
+                        got[stem.type] = await self._download(job, stem)
+            except ExpiredUrlError as exc:
+                expired = exc
+                log.info("download.expired_url", project=job.project, model=job.model)
+                continue
+            except DownloadError as exc:
+                self._download_failed(entry, row, str(exc))
+                return
+            break
+        else:
+            reason = f"stem URLs kept expiring after {EXPIRED_URL_ROUNDS} project reads: {expired}"
+            self._download_failed(entry, row, reason)
+            return
+        stems = [got[s.type] for s in chosen.chosen]
+        self._write_job_file(row, stems, chosen.missing, chosen.unsafe)
+        self.store.mark_done(
+            job.project, job.model, stems, missing_types=chosen.missing, unsafe_types=chosen.unsafe
+        )
+        self._show(entry, Status.DONE)
+        done = self.store.get(job.project, job.model)
+        self._note(entry, done)
+        log.info(
+            "job.done",
+            project=job.project,
+            model=job.model,
+            attempt=row.attempt,
+            task_id=row.task_id,
+            files=len(stems),
+            bytes=sum(s.bytes for s in stems),
+            missing_types=list(chosen.missing),
+            unsafe_types=list(chosen.unsafe),
+        )
+
+    async def _download(self, job: Job, stem: Stem) -> StemRow:
+        dest = safe_path(self.out, job.model, job.project, stem.type)
+        async with self._downloads:
+            got = await self.client.download(stem.url, dest)
+        log.debug("download.finished", project=job.project, model=job.model, type=stem.type)
+        return StemRow(
+            type=stem.type,
+            stem_id=stem.id,
+            duration=stem.duration,
+            bytes=got.bytes,
+            sha256=got.sha256,
+            file=got.path.relative_to(self.out).as_posix(),
+        )
+
+    def _download_failed(self, entry: Entry, row: JobRow, reason: str) -> None:
+        self.store.mark_download_failed(entry.job.project, entry.job.model, reason)
+        self._fail(entry, Status.DOWNLOAD_FAILED, row.attempt, reason)
+
+    def _write_job_file(
+        self,
+        row: JobRow,
+        stems: list[StemRow],
+        missing: Iterable[str],
+        unsafe: Iterable[str],
+    ) -> None:
+        document = job_document(
+            project=row.project,
+            model=row.model,
+            key=row.key,
+            attempt=row.attempt,
+            task_id=row.task_id,
+            status=Status.DONE.value,
+            submitted_at=row.submitted_at,
+            finished_at=row.finished_at,
+            stems=[
+                {
+                    "id": s.stem_id,
+                    "type": s.type,
+                    "duration": s.duration,
+                    "bytes": s.bytes,
+                    "sha256": s.sha256,
+                    "file": Path(s.file).name,
+                }
+                for s in stems
+            ],
+            missing_types=list(missing),
+            unsafe_types=list(unsafe),
+        )
+        write_json_atomic(safe_path(self.out, row.model, row.project, JOB_FILE), document)
+
+    def _ensure_job_file(self, row: JobRow, stems: list[StemRow]) -> None:
+        """Rewrite a done job's `job.json` from the state when it went missing (no API work)."""
+        if not safe_path(self.out, row.model, row.project, JOB_FILE).exists():
+            self._write_job_file(row, stems, row.missing_types, row.unsafe_types)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _show(self, entry: Entry, status: str) -> None:
+        self.tally.move(entry.job.model, entry.shown, str(status))
+        entry.shown = str(status)
+
+    def _fail(self, entry: Entry, status: Status, attempt: int, reason: str) -> None:
+        job = entry.job
+        self._show(entry, status)
+        self.tally.fail(Failure(job.project, job.model, str(status), attempt, reason))
+        log.warning(
+            "job.failed",
+            project=job.project,
+            model=job.model,
+            status=str(status),
+            attempt=attempt,
+            reason=reason,
+        )
+
+    def _note(self, entry: Entry, row: JobRow | None) -> None:
+        if row is None:
+            return
+        job = entry.job
+        if row.missing_types:
+            self.tally.note(Note(job.project, job.model, "missing", row.missing_types))
+        if row.unsafe_types:
+            self.tally.note(Note(job.project, job.model, "unsafe", row.unsafe_types))
+
+
+def _files_intact(out: Path, stems: Iterable[StemRow]) -> bool:
+    """Whether every recorded file exists with its recorded size and sha256."""
+    for stem in stems:
+        path = out / stem.file
+        try:
+            if path.stat().st_size != stem.bytes:
+                return False
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        if digest.hexdigest() != stem.sha256:
+            return False
+    return True
+
+
+async def _save_references(
+    client: YoukaClient, root_url: str, manifest: Manifest, out: Path
+) -> None:
+    """Save each project's true parts from the simulator to `{out}/_references/{project}/`.
+
+    Simulator only: the comparison report scores separations against them. Parts already
+    saved are not fetched again.
+    """
+    from orchestrator.simulator.media import REFERENCE_TYPES
+
+    projects = dict.fromkeys(job.project for job in iter_jobs(manifest))
+    for project in projects:
+        folder = safe_path(out, REFERENCES_DIR, project)
+        for kind in REFERENCE_TYPES:
+            if any(folder.glob(f"{kind}.*")):
+                continue
+            url = f"{root_url}/_sim/projects/{project}/references/{kind}"
+            try:
+                await client.download(url, folder / kind)
+            except DownloadError as exc:
+                log.warning("references.failed", project=project, type=kind, reason=str(exc))
+                break

@@ -1,0 +1,282 @@
+"""Admission under the run's limits, and the one poll loop; used by `runner`.
+
+`Admission` decides, synchronously, which buffered jobs may start now. Each job needs a
+list of gates (counted capacities): its project's, its model's when capped, the in-flight
+gate when it separates, and the active-jobs gate. A job that finds a gate full waits in
+that gate's queue, holding nothing; when a gate frees a unit, its queue is offered again,
+in order, while it has room. A job blocked by its project therefore waits while later
+jobs of other projects go, and no job is ever looked at again before something it waits
+for changed: the work per job stays constant however long the buffer is.
+
+`Poller` is the single loop that polls every task in flight. Tasks sit in a heap by their
+next due time (`backoff.next_poll_delay`); the loop sleeps until the earliest one (woken
+early when a new task is due sooner), starts the due polls in the run's task group, and
+re-schedules each task after its answer. A task's waiter is woken with the terminal task,
+with `None` when the task passed its deadline, or with the error that ended polling.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.api import Task, YoukaClient
+from orchestrator.backoff import next_poll_delay, task_rng
+from orchestrator.clock import Clock
+from orchestrator.errors import RetryableApiError, StemsweepError
+from orchestrator.jobs import Job
+from orchestrator.lifecycle import Decision
+from orchestrator.manifest import Limits, PollSpec
+
+if TYPE_CHECKING:
+    from orchestrator.state import JobRow
+
+# Gate kinds, and which of them a job gives back when its separation is over.
+PROJECT, MODEL, IN_FLIGHT, ACTIVE = "project", "model", "in_flight", "active"
+SEPARATION_GATES = frozenset({MODEL, IN_FLIGHT})
+ALL_GATES = frozenset({PROJECT, MODEL, IN_FLIGHT, ACTIVE})
+
+POLL_CONCURRENCY = 16  # task polls in the air at once (each a short paced request)
+# Share of an estimate kept when a new observation of a model's duration arrives.
+EXPECTED_MEMORY = 0.7
+
+
+class _Gate:
+    """A counted capacity and the jobs waiting for it, in order."""
+
+    __slots__ = ("capacity", "kind", "name", "used", "waiters")
+
+    def __init__(self, kind: str, capacity: int, name: str = "") -> None:
+        self.kind = kind
+        self.name = name
+        self.capacity = capacity
+        self.used = 0
+        self.waiters: deque[Entry] = deque()
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.capacity
+
+
+@dataclass(eq=False)
+class Entry:
+    """A job read from the manifest, its decision, and what it holds while it runs."""
+
+    job: Job
+    decision: Decision
+    row: JobRow | None = None  # the state row the decision was made from
+    shown: str | None = None  # the status the progress tally counts it under
+    held: list[_Gate] = field(default_factory=list)
+
+
+class Admission:
+    """Which jobs may start now, under `max_in_flight`, `per_project` and `per_model`.
+
+    Synchronous and single-threaded: `offer` and `release` never wait, so a decision and
+    the slots it takes are one step that nothing can interleave with.
+    """
+
+    def __init__(self, limits: Limits, *, active: int) -> None:
+        self.in_flight = _Gate(IN_FLIGHT, limits.max_in_flight)
+        self.active = _Gate(ACTIVE, active)
+        self._per_project = limits.per_project
+        self._projects: dict[str, _Gate] = {}
+        self._models = {m: _Gate(MODEL, cap) for m, cap in limits.per_model.items()}
+        self.waiting = 0
+
+    def offer(self, entry: Entry) -> bool:
+        """Take every slot `entry` needs and return True, or queue it and return False."""
+        gates = self._gates(entry)
+        for gate in gates:
+            if gate.full:
+                gate.waiters.append(entry)
+                self.waiting += 1
+                return False
+        for gate in gates:
+            gate.used += 1
+        entry.held = gates
+        return True
+
+    def release(self, entry: Entry, kinds: Iterable[str]) -> list[Entry]:
+        """Give back `entry`'s slots of `kinds`; return the waiting jobs that could start."""
+        kinds = frozenset(kinds)
+        freed = [g for g in entry.held if g.kind in kinds]
+        entry.held = [g for g in entry.held if g.kind not in kinds]
+        started: list[Entry] = []
+        for gate in freed:
+            gate.used -= 1
+            while gate.waiters and not gate.full:
+                waiter = gate.waiters.popleft()
+                self.waiting -= 1
+                if self.offer(waiter):
+                    started.append(waiter)
+        for gate in freed:
+            # Idle project gates are dropped: memory follows the buffer, not the catalogue.
+            if gate.kind == PROJECT and gate.used == 0 and not gate.waiters:
+                self._projects.pop(gate.name, None)
+        return started
+
+    def _gates(self, entry: Entry) -> list[_Gate]:
+        project = entry.job.project
+        gate = self._projects.get(project)
+        if gate is None:
+            gate = self._projects[project] = _Gate(PROJECT, self._per_project, project)
+        gates = [gate]
+        if entry.decision.separates:
+            model_gate = self._models.get(entry.job.model)
+            if model_gate is not None:
+                gates.append(model_gate)
+            gates.append(self.in_flight)
+        gates.append(self.active)
+        return gates
+
+
+@dataclass(frozen=True)
+class PollVerdict:
+    """How waiting for a task ended: `task` terminal, or `timed_out`, after `polls` polls."""
+
+    task: Task | None
+    polls: int
+
+    @property
+    def timed_out(self) -> bool:
+        return self.task is None
+
+
+@dataclass(eq=False)
+class _Watch:
+    task_id: str
+    model: str
+    started: float
+    deadline: float
+    fresh: bool  # submitted in this run: its elapsed time is the separation's duration
+    rng: Any
+    polls: int = 0
+    last_pending: float = 0.0  # elapsed seconds at the last non-terminal answer
+    done: anyio.Event = field(default_factory=anyio.Event)
+    task: Task | None = None
+    error: BaseException | None = None
+
+
+class Poller:
+    """The one loop that polls every task in flight; see the module docstring."""
+
+    def __init__(self, client: YoukaClient, spec: PollSpec, clock: Clock, *, seed: int) -> None:
+        self._client = client
+        self._spec = spec
+        self._clock = clock
+        self._seed = seed
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._wake = anyio.Event()
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._sleep_until = math.inf
+        self._limiter = anyio.CapacityLimiter(POLL_CONCURRENCY)
+        self._expected: dict[str, float] = {}
+        self.polls = 0
+
+    def expected(self, model: str) -> float | None:
+        """The duration of a separation with `model` as learned in this run, if any."""
+        return self._expected.get(model)
+
+    async def wait_terminal(self, task_id: str, model: str, *, fresh: bool) -> PollVerdict:
+        """Poll `task_id` until it is terminal or past `poll.timeout` from now.
+
+        `fresh`: the task was just submitted (the first poll follows the schedule); a
+        resumed task is polled at once. Raises the `ApiError` that made polling impossible.
+        """
+        now = self._clock.now()
+        watch = _Watch(
+            task_id=task_id,
+            model=model,
+            started=now,
+            deadline=now + self._spec.timeout,
+            fresh=fresh,
+            rng=task_rng(self._seed, task_id),
+        )
+        delay = 0.0
+        if fresh:
+            delay = next_poll_delay(
+                0, 0.0, self._spec, expected=self.expected(model), rng=watch.rng
+            )
+        self._schedule(watch, now + delay)
+        await watch.done.wait()
+        if watch.error is not None:
+            raise watch.error
+        return PollVerdict(watch.task, watch.polls)
+
+    async def run(self, tg: TaskGroup) -> None:
+        """Poll what is due, forever; polls run in `tg`. Cancel the group to stop."""
+        while True:
+            now = self._clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, watch = heapq.heappop(self._heap)
+                tg.start_soon(self._poll, watch)
+            if self._heap:
+                await self._sleep(self._heap[0][0] - now)
+            else:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+
+    def _schedule(self, watch: _Watch, due: float) -> None:
+        heapq.heappush(self._heap, (due, next(self._order), watch))
+        if due < self._sleep_until and self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._sleep_until = self._clock.now() + seconds
+        with anyio.CancelScope() as scope:
+            self._sleep_scope = scope
+            await self._clock.sleep(seconds)
+        self._sleep_scope = None
+        self._sleep_until = math.inf
+
+    async def _poll(self, watch: _Watch) -> None:
+        task: Task | None = None
+        async with self._limiter:
+            try:
+                task = await self._client.task(watch.task_id)
+            except RetryableApiError:
+                pass  # the client already retried; the task still exists: try again later
+            except StemsweepError as exc:  # e.g. 404, or the key was revoked: tell the job
+                watch.error = exc
+                watch.done.set()
+                return
+        self.polls += 1
+        watch.polls += 1
+        now = self._clock.now()
+        elapsed = now - watch.started
+        if task is not None and task.terminal:
+            if watch.fresh:
+                self._learn(watch.model, (watch.last_pending + elapsed) / 2)
+            watch.task = task
+            watch.done.set()
+            return
+        if now >= watch.deadline:
+            watch.done.set()  # task None: timed out
+            return
+        watch.last_pending = elapsed
+        delay = next_poll_delay(
+            watch.polls,
+            elapsed,
+            self._spec,
+            expected=self.expected(watch.model) if watch.fresh else None,
+            rng=watch.rng,
+        )
+        self._schedule(watch, now + delay)
+
+    def _learn(self, model: str, seconds: float) -> None:
+        # The task ended between the last two polls: their midpoint is an unbiased guess.
+        old = self._expected.get(model)
+        self._expected[model] = (
+            seconds if old is None else EXPECTED_MEMORY * old + (1 - EXPECTED_MEMORY) * seconds
+        )

@@ -1,0 +1,423 @@
+"""The state store: one SQLite file per output tree; the only module that touches SQLite.
+
+Default location `{output}/.stemsweep/state.db` (`--state` overrides). The file is opened
+in WAL mode with `synchronous=FULL`: every method that changes something commits one
+transaction that is on disk when the method returns. That is what makes a crash at any
+instant safe: the idempotency key is committed (`submitting`) before its POST is sent, so
+a later run re-sends the same key and the API answers with the task it already started.
+
+There is one writer, the `run`/`retry` process. It holds an exclusive `flock` on
+`state.db.lock` next to the database for its whole life (the OS drops it when the process
+dies, even on `kill -9`); a second writer is refused with `StateLockedError`. `plan` and
+`status` open the store read-only and take no lock.
+
+Tables:
+
+    jobs      one row per (project, model): the current attempt, its key and task id,
+              status (see `lifecycle.Status`), ISO-8601 UTC times, error, the ids of that
+              model's stems that existed before the submission, missing/unsafe types
+    attempts  one row per (project, model, attempt): the history of keys and outcomes
+    stems     one row per (project, model, type): the downloaded file (relative to the
+              output root), its bytes and sha256, the stem's id and duration
+
+Nothing secret is stored: no API key, no URL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from orchestrator.errors import StateLockedError, StemsweepError, UsageError
+from orchestrator.lifecycle import Recorded, Status
+
+STATE_DIR = ".stemsweep"
+STATE_FILE = "state.db"
+LOCK_SUFFIX = ".lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    key TEXT,
+    task_id TEXT,
+    status TEXT NOT NULL,
+    submitted_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    known_stem_ids TEXT NOT NULL DEFAULT '[]',
+    missing_types TEXT NOT NULL DEFAULT '[]',
+    unsafe_types TEXT NOT NULL DEFAULT '[]',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (project, model)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    key TEXT,
+    task_id TEXT,
+    status TEXT NOT NULL,
+    submitted_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    PRIMARY KEY (project, model, attempt)
+);
+CREATE TABLE IF NOT EXISTS stems (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    type TEXT NOT NULL,
+    stem_id TEXT NOT NULL,
+    duration REAL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    file TEXT NOT NULL,
+    PRIMARY KEY (project, model, type)
+);
+"""
+
+_JOB_COLUMNS = (
+    "project, model, attempt, key, task_id, status, submitted_at, finished_at, error, "
+    "known_stem_ids, missing_types, unsafe_types, updated_at"
+)
+
+
+def default_state_path(output: Path) -> Path:
+    """Where the state of an output tree lives unless `--state` says otherwise."""
+    return output / STATE_DIR / STATE_FILE
+
+
+def utc_now() -> str:
+    """The wall-clock time as ISO-8601 UTC, e.g. `2025-01-31T22:04:05.123Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job's recorded state (a `jobs` row)."""
+
+    project: str
+    model: str
+    attempt: int
+    key: str | None
+    task_id: str | None
+    status: Status
+    submitted_at: str | None
+    finished_at: str | None
+    error: str | None
+    known_stem_ids: tuple[str, ...]
+    missing_types: tuple[str, ...]
+    unsafe_types: tuple[str, ...]
+    updated_at: str
+
+    def recorded(self) -> Recorded:
+        """The part of the row that `lifecycle.decide` needs."""
+        return Recorded(self.status, self.attempt, self.key, self.task_id)
+
+
+@dataclass(frozen=True)
+class StemRow:
+    """One downloaded stem file; `file` is relative to the output root."""
+
+    type: str
+    stem_id: str
+    duration: float | None
+    bytes: int
+    sha256: str
+    file: str
+
+
+class StateStore:
+    """The jobs of one output tree. Use `open_writer` or `open_reader`, as context managers."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock_fd = lock_fd
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open_writer(cls, path: Path) -> StateStore:
+        """Lock and open (creating it when new) the store for a run.
+
+        Raises `StateLockedError` when another process holds the lock, `UsageError` when
+        the file is not a stemsweep state database.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(path)
+        try:
+            conn = _connect(path, read_only=False)
+            with _translated(path):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, SCHEMA_VERSION):
+                    raise UsageError(
+                        f"state {path} has schema version {version}; this stemsweep "
+                        f"understands version {SCHEMA_VERSION}"
+                    )
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(conn, path, lock_fd)
+
+    @classmethod
+    def open_reader(cls, path: Path) -> StateStore:
+        """Open the store read-only, without the lock; a missing file reads as empty.
+
+        So does a store whose first run has not created its tables yet.
+        """
+        if path.exists():
+            conn = _connect(path, read_only=True)
+            with _translated(path):
+                tables = conn.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+                ).fetchone()[0]
+            if tables:
+                return cls(conn, path, None)
+            conn.close()
+        empty = sqlite3.connect(":memory:")
+        empty.executescript(_SCHEMA)
+        return cls(empty, path, None)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, project: str, model: str) -> JobRow | None:
+        """The recorded state of one job, or None when it was never started."""
+        row = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE project = ? AND model = ?", (project, model)
+        ).fetchone()
+        return None if row is None else _job_row(row)
+
+    def stems(self, project: str, model: str) -> list[StemRow]:
+        """The recorded files of one job, by type."""
+        rows = self._conn.execute(
+            "SELECT type, stem_id, duration, bytes, sha256, file FROM stems "
+            "WHERE project = ? AND model = ? ORDER BY type",
+            (project, model),
+        ).fetchall()
+        return [StemRow(*row) for row in rows]
+
+    def iter_jobs(self) -> Iterator[JobRow]:
+        """Every recorded job, ordered by project and model (streamed)."""
+        cursor = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY project, model")
+        for row in cursor:
+            yield _job_row(row)
+
+    # -- writing: one durable transaction per call ----------------------------------------
+
+    def commit_key(
+        self, project: str, model: str, *, attempt: int, key: str, known_stem_ids: Sequence[str]
+    ) -> None:
+        """Record `key` for `attempt` (status `submitting`) before its POST is sent."""
+        now = utc_now()
+        with self._transaction(project, model):
+            self._conn.execute(
+                "DELETE FROM stems WHERE project = ? AND model = ?", (project, model)
+            )
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, NULL, ?, NULL, NULL, NULL, ?, '[]', '[]', ?)",
+                (
+                    project,
+                    model,
+                    attempt,
+                    key,
+                    Status.SUBMITTING,
+                    json.dumps(list(known_stem_ids)),
+                    now,
+                ),
+            )
+
+    def mark_submitted(self, project: str, model: str, task_id: str) -> None:
+        """The API accepted the submission: its task id (status `submitted`)."""
+        now = utc_now()
+        self._update(
+            project,
+            model,
+            "status = ?, task_id = ?, submitted_at = coalesce(submitted_at, ?), error = NULL",
+            (Status.SUBMITTED, task_id, now),
+        )
+
+    def mark_skipped(self, project: str, model: str, *, attempt: int, error: str) -> None:
+        """The job was not submitted (e.g. its project does not exist); no key was used."""
+        now = utc_now()
+        with self._transaction(project, model):
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) "
+                "VALUES (?, ?, ?, NULL, NULL, ?, NULL, ?, ?, '[]', '[]', '[]', ?)",
+                (project, model, attempt, Status.SKIPPED, now, error, now),
+            )
+
+    def mark_finished(
+        self, project: str, model: str, status: Status, *, error: str | None = None
+    ) -> None:
+        """The separation (or our wait for it) ended: succeeded, failed, cancelled, timed_out."""
+        now = utc_now()
+        self._update(project, model, "status = ?, finished_at = ?, error = ?", (status, now, error))
+
+    def record_error(self, project: str, model: str, error: str) -> None:
+        """Note why a job stopped without changing its status (e.g. a POST not confirmed)."""
+        self._update(project, model, "error = ?", (error,))
+
+    def mark_download_failed(self, project: str, model: str, error: str) -> None:
+        """The separation succeeded but its files could not all be fetched."""
+        self._update(project, model, "status = ?, error = ?", (Status.DOWNLOAD_FAILED, error))
+
+    def mark_done(
+        self,
+        project: str,
+        model: str,
+        stems: Sequence[StemRow],
+        *,
+        missing_types: Sequence[str] = (),
+        unsafe_types: Sequence[str] = (),
+    ) -> None:
+        """Every wanted file is on disk: record them and mark the job `done`, atomically."""
+        with self._transaction(project, model):
+            self._conn.execute(
+                "DELETE FROM stems WHERE project = ? AND model = ?", (project, model)
+            )
+            self._conn.executemany(
+                "INSERT INTO stems (project, model, type, stem_id, duration, bytes, sha256, file)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (project, model, s.type, s.stem_id, s.duration, s.bytes, s.sha256, s.file)
+                    for s in stems
+                ],
+            )
+            self._conn.execute(
+                "UPDATE jobs SET status = ?, error = NULL, missing_types = ?, unsafe_types = ?, "
+                "updated_at = ? WHERE project = ? AND model = ?",
+                (
+                    Status.DONE,
+                    json.dumps(list(missing_types)),
+                    json.dumps(list(unsafe_types)),
+                    utc_now(),
+                    project,
+                    model,
+                ),
+            )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _update(
+        self, project: str, model: str, assignments: str, values: tuple[object, ...]
+    ) -> None:
+        with self._transaction(project, model):
+            cursor = self._conn.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE project = ? AND model = ?",
+                (*values, utc_now(), project, model),
+            )
+            if cursor.rowcount != 1:
+                raise RuntimeError(f"no state row for {project}/{model}")
+
+    @contextmanager
+    def _transaction(self, project: str, model: str) -> Iterator[None]:
+        """One durable transaction; the job's attempt history follows its row."""
+        with _translated(self.path, opening=False):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO attempts (project, model, attempt, key, task_id, "
+                    "status, submitted_at, finished_at, error) SELECT project, model, attempt, "
+                    "key, task_id, status, submitted_at, finished_at, error FROM jobs "
+                    "WHERE project = ? AND model = ?",
+                    (project, model),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+
+def _job_row(row: tuple[object, ...]) -> JobRow:
+    (project, model, attempt, key, task_id, status, submitted_at, finished_at, error,
+     known, missing, unsafe, updated_at) = row  # fmt: skip
+    return JobRow(
+        project=str(project),
+        model=str(model),
+        attempt=int(attempt),  # type: ignore[call-overload]
+        key=None if key is None else str(key),
+        task_id=None if task_id is None else str(task_id),
+        status=Status(str(status)),
+        submitted_at=None if submitted_at is None else str(submitted_at),
+        finished_at=None if finished_at is None else str(finished_at),
+        error=None if error is None else str(error),
+        known_stem_ids=tuple(json.loads(str(known))),
+        missing_types=tuple(json.loads(str(missing))),
+        unsafe_types=tuple(json.loads(str(unsafe))),
+        updated_at=str(updated_at),
+    )
+
+
+def _lock(path: Path) -> int:
+    """Take the writer's lock of the store at `path`, or raise `StateLockedError`."""
+    lock_path = path.with_name(path.name + LOCK_SUFFIX)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StateLockedError(
+            f"another stemsweep run is using {path} (pid {holder}); wait for it to finish, "
+            "or give this run its own --state"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}{'?mode=ro' if read_only else ''}"
+    with _translated(path):
+        # Autocommit mode: transactions are explicit (`_transaction`), one per change.
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+
+
+@contextmanager
+def _translated(path: Path, *, opening: bool = True) -> Iterator[None]:
+    """Turn sqlite3's errors into a message that names the state file.
+
+    A store that cannot be opened is the user's to fix (exit 2); a write failing mid-run
+    (disk full, I/O error) is a runtime failure.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if opening:
+            raise UsageError(f"state {path} cannot be used: {exc}") from None
+        raise StemsweepError(f"state {path}: write failed: {exc}") from None

@@ -1,0 +1,150 @@
+"""The pure decisions: what to do next for a job, and which stems to take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from orchestrator.download import is_safe_name
+from orchestrator.lifecycle import (
+    Action,
+    Decision,
+    Mode,
+    Recorded,
+    Status,
+    decide,
+    may_resubmit,
+    select_stems,
+)
+
+RUN, RETRY = Mode.RUN, Mode.RETRY
+KEY, TASK = "ss1:s:prj_a:mdx23c:2", "tsk_1"
+
+# (recorded status or None, files intact, mode) -> (action, attempt); recorded attempt is 2.
+TABLE = [
+    (None, False, RUN, Action.SUBMIT, 1),
+    (None, False, RETRY, Action.SUBMIT, 1),
+    (Status.PENDING, False, RUN, Action.SUBMIT, 2),
+    (Status.SUBMITTING, False, RUN, Action.RESUBMIT_SAME_KEY, 2),
+    (Status.SUBMITTING, False, RETRY, Action.RESUBMIT_SAME_KEY, 2),
+    (Status.SUBMITTED, False, RUN, Action.RESUME_POLL, 2),
+    (Status.SUBMITTED, False, RETRY, Action.RESUME_POLL, 2),
+    (Status.TIMED_OUT, False, RUN, Action.RESUME_POLL, 2),
+    (Status.TIMED_OUT, False, RETRY, Action.RESUME_POLL, 2),
+    (Status.SUCCEEDED, False, RUN, Action.DOWNLOAD_ONLY, 2),
+    (Status.SUCCEEDED, False, RETRY, Action.DOWNLOAD_ONLY, 2),
+    (Status.DOWNLOAD_FAILED, False, RUN, Action.DOWNLOAD_ONLY, 2),
+    (Status.DOWNLOAD_FAILED, False, RETRY, Action.DOWNLOAD_ONLY, 2),
+    (Status.DONE, True, RUN, Action.SKIP_DONE, 2),
+    (Status.DONE, True, RETRY, Action.SKIP_DONE, 2),
+    (Status.DONE, False, RUN, Action.DOWNLOAD_ONLY, 2),
+    (Status.DONE, False, RETRY, Action.DOWNLOAD_ONLY, 2),
+    (Status.FAILED, False, RUN, Action.REPORT_FAILED, 2),
+    (Status.FAILED, False, RETRY, Action.SUBMIT, 3),
+    (Status.CANCELLED, False, RUN, Action.REPORT_FAILED, 2),
+    (Status.CANCELLED, False, RETRY, Action.SUBMIT, 3),
+    (Status.SKIPPED, False, RUN, Action.REPORT_FAILED, 2),
+    (Status.SKIPPED, False, RETRY, Action.SUBMIT, 2),
+]
+
+
+@pytest.mark.parametrize(("status", "files_ok", "mode", "action", "attempt"), TABLE)
+def test_decision_table(
+    status: Status | None, files_ok: bool, mode: Mode, action: Action, attempt: int
+) -> None:
+    """Each recorded status leads to the documented next action and attempt number."""
+    recorded = None if status is None else Recorded(status, 2, KEY, TASK)
+    assert decide(recorded, files_ok=files_ok, mode=mode) == Decision(action, attempt)
+
+
+def test_every_status_is_covered() -> None:
+    """The table names every status, so a new status cannot slip by undecided."""
+    assert {row[0] for row in TABLE} - {None} == set(Status)
+
+
+def test_separating_actions_need_slots() -> None:
+    """Submissions and resumed polls separate; downloads need slots but do not separate."""
+    assert Decision(Action.SUBMIT, 1).separates
+    assert Decision(Action.RESUME_POLL, 1).separates
+    assert not Decision(Action.DOWNLOAD_ONLY, 1).separates
+    assert Decision(Action.DOWNLOAD_ONLY, 1).needs_slots
+    assert not Decision(Action.SKIP_DONE, 1).needs_slots
+    assert not Decision(Action.REPORT_FAILED, 1).needs_slots
+
+
+@pytest.mark.parametrize(
+    ("used", "allowed", "expected"), [(0, 0, False), (0, 1, True), (1, 1, False), (2, 3, True)]
+)
+def test_task_retries(used: int, allowed: int, expected: bool) -> None:
+    """`retries.tasks` is the number of automatic re-submissions of a failed separation."""
+    assert may_resubmit(used, allowed) is expected
+
+
+@dataclass(frozen=True)
+class S:
+    id: str
+    type: str
+    model: str | None
+
+
+WANTED = ("instrumental", "vocals", "backing_vocals")
+
+
+def pick(
+    stems: list[S], known: tuple[str, ...] = ()
+) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    chosen = select_stems(
+        stems, model="demucs", wanted=WANTED, known_ids=known, is_safe=is_safe_name
+    )
+    return [s.id for s in chosen.chosen], chosen.missing, chosen.unsafe
+
+
+def test_selects_by_model_and_type_not_position() -> None:
+    """Only the job's model's stems are taken, one per wanted type, in wanted order."""
+    stems = [
+        S("o", "original", None),
+        S("a", "vocals", "mdx23c"),
+        S("b", "vocals", "demucs"),
+        S("c", "instrumental", "demucs"),
+        S("d", "original", "demucs"),
+    ]
+    assert pick(stems) == (["c", "b"], ("backing_vocals",), ())
+
+
+def test_accumulated_sets_prefer_stems_newer_than_the_submission() -> None:
+    """With two sets of the model listed, the ids unknown before submission win."""
+    stems = [
+        S("new_v", "vocals", "demucs"),
+        S("old_v", "vocals", "demucs"),
+        S("old_i", "instrumental", "demucs"),
+    ]
+    chosen, missing, _ = pick(stems, known=("old_v", "old_i"))
+    assert chosen == ["old_i", "new_v"]
+    assert missing == ("backing_vocals",)
+
+
+def test_replaced_stems_take_what_is_there() -> None:
+    """When every id is new (stems[] replaced), the model's stems are taken as listed."""
+    stems = [S("x", "instrumental", "demucs"), S("y", "vocals", "demucs")]
+    assert pick(stems, known=("gone1", "gone2"))[0] == ["x", "y"]
+
+
+def test_unsafe_types_are_skipped_and_reported() -> None:
+    """A type that is not a safe file name is never chosen, and is reported."""
+    stems = [S("v", "vocals", "demucs"), S("e", "../../evil", "demucs"), S("f", "a/b", "demucs")]
+    chosen, _, unsafe = pick(stems)
+    assert chosen == ["v"]
+    assert unsafe == ("../../evil", "a/b")
+
+
+def test_counts_what_the_model_delivered() -> None:
+    """`delivered` tells an empty model set (nothing to fetch) from missing types."""
+    none = select_stems(
+        [S("o", "original", None)],
+        model="demucs",
+        wanted=WANTED,
+        known_ids=(),
+        is_safe=is_safe_name,
+    )
+    assert none.delivered == 0 and none.missing == WANTED
