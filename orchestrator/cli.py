@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from orchestrator import __version__
 from orchestrator.errors import StemsweepError
+
+if TYPE_CHECKING:
+    from orchestrator.jobs import Shard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,8 +141,26 @@ _OUT = click.option(
 _STATE = click.option(
     "--state",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="State database (default: OUT/.stemsweep/state.db).",
+    help="State database (default: OUT/.stemsweep/state.db; with --shard, "
+    "OUT/.stemsweep/state-shard-I-of-N.db).",
 )
+_SHARD = click.option(
+    "--shard",
+    metavar="I/N",
+    help="Only shard I of N (I from 0, like Kubernetes' JOB_COMPLETION_INDEX): the jobs of "
+    "the projects that hash to I. The N shards never overlap and together hold every job; "
+    "they share OUT, each with its own state and summary file.",
+)
+
+
+def _parse_shard(text: str | None) -> Shard | None:
+    """The `Shard` of `--shard`, or None (no option, or `0/1`: every job)."""
+    if text is None:
+        return None
+    from orchestrator.jobs import Shard
+
+    shard = Shard.parse(text)
+    return shard if shard.count > 1 else None
 
 
 def _sweep_options(func: F) -> F:
@@ -154,6 +175,7 @@ def _sweep_options(func: F) -> F:
                 help="API base URL; overrides YOUKA_API_URL and the manifest's api.base_url.",
             ),
             _STATE,
+            _SHARD,
             click.option(
                 "--log-format",
                 type=click.Choice(["console", "json"]),
@@ -177,6 +199,7 @@ def _sweep(
     out: Path | None,
     api_url: str | None,
     state: Path | None,
+    shard_text: str | None,
     log_format: str | None,
     no_progress: bool,
 ) -> None:
@@ -190,6 +213,7 @@ def _sweep(
     from orchestrator.runner import ENV_API_KEY, run_manifest
     from orchestrator.summary import Tally, render_summary
 
+    shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)
     secrets = [os.environ.get(ENV_API_KEY, "")]
     show_progress = not no_progress and sys.stderr.isatty()
@@ -210,6 +234,7 @@ def _sweep(
             output=out,
             state_path=state,
             api_url=api_url,
+            shard=shard,
             tally=tally,
             handle_signals=True,
         )
@@ -217,7 +242,8 @@ def _sweep(
     if show_progress:
         from orchestrator.progress import LiveProgress
 
-        with LiveProgress(tally, title=f"stemsweep {mode} {manifest.name}"):
+        title = f"stemsweep {mode} {manifest.name}" + (f" shard {shard}" if shard else "")
+        with LiveProgress(tally, title=title):
             configure()  # inside the display, so that log lines go above it
             outcome = anyio.run(go)
     else:
@@ -235,6 +261,7 @@ def run(
     out: Path | None,
     api_url: str | None,
     state: Path | None,
+    shard: str | None,
     log_format: str | None,
     no_progress: bool,
 ) -> None:
@@ -252,8 +279,9 @@ def run(
     Example:
       export YOUKA_API_KEY=yk_...
       stemsweep run jobs/nightly.yaml --out /data/stems --no-progress
+      stemsweep run jobs/nightly.yaml --shard 0/4    # on 4 machines, 0/4 to 3/4
     """
-    _sweep("run", manifest, out, api_url, state, log_format, no_progress)
+    _sweep("run", manifest, out, api_url, state, shard, log_format, no_progress)
 
 
 @cli.command()
@@ -264,6 +292,7 @@ def retry(
     out: Path | None,
     api_url: str | None,
     state: Path | None,
+    shard: str | None,
     log_format: str | None,
     no_progress: bool,
 ) -> None:
@@ -277,30 +306,43 @@ def retry(
     Example:
       stemsweep retry jobs/nightly.yaml
     """
-    _sweep("retry", manifest, out, api_url, state, log_format, no_progress)
+    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress)
 
 
-def _open_state(manifest_path: Path, out: Path | None, state: Path | None) -> Any:
+def _open_state(
+    manifest_path: Path, out: Path | None, state: Path | None, shard: Shard | None
+) -> Any:
     from orchestrator.manifest import load_manifest
     from orchestrator.state import StateStore, default_state_path
 
     manifest = load_manifest(manifest_path)
     out = out if out is not None else manifest.output
-    state_path = state if state is not None else default_state_path(out)
+    state_path = state if state is not None else default_state_path(out, shard)
     return manifest, out, state_path, StateStore.open_reader(state_path)
+
+
+def _jobs_line(total: int, shard: Shard | None, counts: Iterable[tuple[str, int]]) -> str:
+    where = f" in shard {shard}" if shard is not None else ""
+    return f"{total}{where}: " + ", ".join(f"{name} {n}" for name, n in counts)
 
 
 @cli.command()
 @_MANIFEST
 @_OUT
 @_STATE
+@_SHARD
 @click.option("--all", "show_all", is_flag=True, help="List every job, not only the first rows.")
 @click.option(
     "--retry", "as_retry", is_flag=True, help="Show what `retry` would do instead of `run`."
 )
 @_friendly
 def plan(
-    manifest: Path, out: Path | None, state: Path | None, show_all: bool, as_retry: bool
+    manifest: Path,
+    out: Path | None,
+    state: Path | None,
+    shard: str | None,
+    show_all: bool,
+    as_retry: bool,
 ) -> None:
     """Show what a run would do, without any network: jobs, keys, state, output paths.
 
@@ -310,16 +352,18 @@ def plan(
     \b
     Example:
       stemsweep plan jobs/compare-all-models.yaml --all
+      stemsweep plan jobs/compare-all-models.yaml --shard 2/4 --all
     """
     from collections import Counter
     from datetime import UTC, datetime
 
-    from orchestrator.jobs import iter_jobs
+    from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.lifecycle import Mode
     from orchestrator.manifest import resolve_key_scope
     from orchestrator.summary import PlanRow, format_table, plan_rows
 
-    loaded, out_dir, state_path, store = _open_state(manifest, out, state)
+    chosen = _parse_shard(shard)
+    loaded, out_dir, state_path, store = _open_state(manifest, out, state, chosen)
     with store:
 
         def present(project: str, model: str) -> bool:
@@ -330,7 +374,7 @@ def plan(
 
         scope = resolve_key_scope(loaded.key_scope, datetime.now(UTC))
         rows = plan_rows(
-            iter_jobs(loaded),
+            select_shard(iter_jobs(loaded), chosen),
             lookup=store.get,
             files_present=present,
             scope=scope,
@@ -347,7 +391,7 @@ def plan(
     click.echo(f"manifest: {loaded.path} ({loaded.name})")
     click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
     click.echo(f"state:    {state_path}{'' if state_path.exists() else ' (none yet)'}")
-    click.echo(f"jobs:     {total}: " + ", ".join(f"{a} {n}" for a, n in actions.most_common()))
+    click.echo(f"jobs:     {_jobs_line(total, chosen, actions.most_common())}")
     headers = ("project", "model", "state", "next", "attempt", "key", "folder")
     click.echo(
         format_table(
@@ -363,8 +407,9 @@ def plan(
 @_MANIFEST
 @_OUT
 @_STATE
+@_SHARD
 @_friendly
-def status(manifest: Path, out: Path | None, state: Path | None) -> None:
+def status(manifest: Path, out: Path | None, state: Path | None, shard: str | None) -> None:
     """Show the recorded state of MANIFEST's jobs: per status and model, and what failed.
 
     Reads the state only (a run may be going on at the same time).
@@ -372,16 +417,18 @@ def status(manifest: Path, out: Path | None, state: Path | None) -> None:
     \b
     Example:
       stemsweep status jobs/nightly.yaml
+      stemsweep status jobs/nightly.yaml --shard 1/4
     """
-    from orchestrator.jobs import iter_jobs
+    from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.summary import MAX_LISTED, format_table, status_tally
 
-    loaded, _out_dir, state_path, store = _open_state(manifest, out, state)
+    chosen = _parse_shard(shard)
+    loaded, _out_dir, state_path, store = _open_state(manifest, out, state, chosen)
     with store:
-        tally = status_tally(iter_jobs(loaded), lookup=store.get)
+        tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
     counts = tally.by_status()
     click.echo(f"state: {state_path}{'' if state_path.exists() else ' (none yet)'}")
-    click.echo(f"jobs:  {tally.total}: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+    click.echo(f"jobs:  {_jobs_line(tally.total, chosen, counts.items())}")
     per_model = tally.by_model()
     statuses = list(counts)
     click.echo(
@@ -412,7 +459,8 @@ def status(manifest: Path, out: Path | None, state: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     metavar="DIR",
-    help="True stems as DIR/{project}/{type}.{ext}, to score SDR and SI-SDR. "
+    help="True stems as DIR/{project}/{type}.{ext}, to score SDR and SI-SDR (default: the "
+    "manifest's `references` folder, as the run recorded it in OUT's summary). "
     "Each OUT's _references folder is used too.",
 )
 @click.option(

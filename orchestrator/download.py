@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
@@ -261,10 +262,16 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_partials(root: Path) -> int:
-    """Delete the temporary files an interrupted run left anywhere under `root`; return how many."""
+def remove_partials(root: Path, *, only: Callable[[PurePosixPath], bool] | None = None) -> int:
+    """Delete the temporary files an interrupted run left under `root`; return how many.
+
+    `only`, when given, says which folders (relative to `root`) are the caller's: partial
+    files elsewhere are left alone, since another process may be writing them right now.
+    """
     removed = 0
     for folder, _dirs, files in os.walk(root):
+        if only is not None and not only(PurePosixPath(Path(folder).relative_to(root))):
+            continue
         for name in files:
             if name.startswith(PARTIAL_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
@@ -277,19 +284,25 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write `data` as indented JSON to `path`: temporary file, fsync, rename, folder fsync.
 
     Paths and datetimes are written as strings. Data that does not serialise raises before
-    anything touches the disk.
+    anything touches the disk; a file that cannot be written (disk full, a folder in the
+    way) raises `DownloadError`, like a stem that cannot be.
     """
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
     folder = path.parent
-    temp, out = _open_partial(folder)
+    try:
+        temp, out = _open_partial(folder)
+    except OSError as exc:
+        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
     try:
         with out:
             out.write((text + "\n").encode("utf-8"))
             _flush_and_sync(out)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise DownloadError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     fsync_folder(folder)
 

@@ -5,13 +5,17 @@ A job is one separation: one project re-separated with one model. Sweeps expand 
 exists as a list. Every submission of a job carries an idempotency key computed here, from
 nothing but the key scope, the job and the attempt number, so any process on any machine
 computes the same key for the same submission.
+
+`--shard I/N` splits the jobs among N processes or machines (`Shard`): each takes the jobs
+of the projects that hash to it, so shards never overlap and together hold every job.
+Keys do not depend on the shard: re-sharding a sweep never changes a job's key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
@@ -55,9 +59,9 @@ def iter_jobs(manifest: Manifest) -> Iterator[Job]:
         earlier.append((frozenset(seen_projects), frozenset(models)))
 
 
-def count_jobs(manifest: Manifest) -> int:
-    """The number of jobs `iter_jobs` yields, counted without keeping them."""
-    return sum(1 for _ in iter_jobs(manifest))
+def count_jobs(manifest: Manifest, shard: Shard | None = None) -> int:
+    """The number of jobs `iter_jobs` yields (those of `shard`), counted without keeping them."""
+    return sum(1 for _ in select_shard(iter_jobs(manifest), shard))
 
 
 def idempotency_key(scope: str, project: str, model: str, attempt: int) -> str:
@@ -93,22 +97,69 @@ def idempotency_key(scope: str, project: str, model: str, attempt: int) -> str:
     return f"{key[:keep]}{_DIGEST_MARK}{digest}"
 
 
-def shard_of(project: str, model: str, shards: int) -> int:
-    """The shard (0 to `shards` - 1) that runs the job (`project`, `model`).
+def shard_of(project: str, shards: int) -> int:
+    """The shard (0 to `shards` - 1) that runs every job of `project`.
 
-    The first 8 bytes of sha256(`project` NUL `model`), big-endian, modulo `shards`: stable
-    across processes and machines, and a job's shard depends on that job alone, so adding
-    projects to a manifest never moves existing jobs to another shard.
+    The first 8 bytes of sha256(`project`), big-endian, modulo `shards`: stable across
+    processes and machines, and a project's shard depends on that project alone, so adding
+    projects or models to a manifest never moves existing jobs to another shard.
+
+    A shard takes whole projects, not single (project, model) jobs: `limits.per_project`
+    can then hold across shards, which matters because a new separation may replace a
+    project's `stems[]` while another job of that project is still downloading them.
     """
     if shards < 1:
         raise ValueError(f"the number of shards must be >= 1, not {shards}")
-    digest = hashlib.sha256(f"{project}\0{model}".encode()).digest()
+    digest = hashlib.sha256(project.encode()).digest()
     return int.from_bytes(digest[:8], "big") % shards
 
 
 def in_shard(job: Job, index: int, count: int) -> bool:
     """Whether `job` belongs to shard `index` (0-based) of `count`."""
-    return shard_of(job.project, job.model, count) == index
+    return shard_of(job.project, count) == index
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard `index` (0-based) of `count`: the jobs of the projects `shard_of` gives it.
+
+    `str(Shard(0, 4))` is `0/4`, as `--shard` spells it; `name` (`shard-0-of-4`) is what
+    the shard's state and summary files are named after.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard index must be in [0, {self.count}), not {self.index}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`Shard` from `I/N`; `UsageError` as in `parse_shard`."""
+        return cls(*parse_shard(text))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+    def __contains__(self, job: Job) -> bool:
+        return in_shard(job, self.index, self.count)
+
+    def has_project(self, project: str) -> bool:
+        """Whether the jobs of `project` are this shard's."""
+        return shard_of(project, self.count) == self.index
+
+
+def select_shard(jobs: Iterable[Job], shard: Shard | None) -> Iterator[Job]:
+    """The jobs of `shard` among `jobs`, in their order (every job when `shard` is None)."""
+    if shard is None:
+        yield from jobs
+    else:
+        yield from (job for job in jobs if job in shard)
 
 
 _SHARD_PATTERN = re.compile(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*")

@@ -34,11 +34,11 @@ import hashlib
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
@@ -61,7 +61,7 @@ from orchestrator.errors import (
     StemsweepError,
     UsageError,
 )
-from orchestrator.jobs import Job, count_jobs, idempotency_key, iter_jobs
+from orchestrator.jobs import Job, Shard, count_jobs, idempotency_key, iter_jobs, select_shard
 from orchestrator.lifecycle import (
     Action,
     Mode,
@@ -71,9 +71,17 @@ from orchestrator.lifecycle import (
     select_stems,
 )
 from orchestrator.logs import get_logger
+from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
 from orchestrator.manifest import Manifest, resolve_key_scope
 from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Entry, Poller
-from orchestrator.state import JobRow, StateStore, StemRow, default_state_path, utc_now
+from orchestrator.state import (
+    JobRow,
+    StateStore,
+    StemRow,
+    default_state_path,
+    other_splits,
+    utc_now,
+)
 from orchestrator.summary import (
     DOWNLOADING,
     WAITING,
@@ -138,6 +146,7 @@ async def run_manifest(
     output: Path | None = None,
     state_path: Path | None = None,
     api_url: str | None = None,
+    shard: Shard | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Clock = REAL_CLOCK,
     tally: Tally | None = None,
@@ -152,19 +161,30 @@ async def run_manifest(
     `tally` receives live counts (the progress display reads it); `handle_signals` turns
     SIGINT/SIGTERM into a clean stop (exit code 130); `seed` seeds the poll jitter;
     `client_options` are passed to `YoukaClient` (tests and benchmarks shorten its waits).
+
+    `shard` runs only that shard's jobs, with its own state and summary files in the shared
+    output tree; at start it removes leftover partial files from its own job folders only,
+    since the other shards may be writing theirs at that moment. A run first adopts what
+    the tree's stores of another split (`state.db`, shards of another N) recorded for its
+    jobs, so re-sharding neither repeats nor forgets any work.
     """
     environ = os.environ if environ is None else environ
     out = output if output is not None else manifest.output
-    state_path = state_path if state_path is not None else default_state_path(out)
+    state_path = state_path if state_path is not None else default_state_path(out, shard)
     base_url, api_key = resolve_connection(manifest, environ, api_url)
     tally = tally if tally is not None else Tally()
-    tally.total = tally.total or count_jobs(manifest)
+    tally.total = tally.total or count_jobs(manifest, shard)
     started, started_at = time.monotonic(), utc_now()
     with StateStore.open_writer(state_path) as store:
         if out.exists():
-            removed = remove_partials(out)
+            removed = remove_partials(out, only=_own_folders(shard))
             if removed:
                 log.info("run.partials_removed", count=removed)
+        for other in other_splits(out, shard):
+            wanted = (lambda _: True) if shard is None else shard.has_project
+            adopted = store.adopt(other, wanted)
+            if adopted:
+                log.info("run.records_adopted", jobs=adopted, store=str(other))
         stack = AsyncExitStack()
         try:
             client, sim = await _open_client(
@@ -176,14 +196,18 @@ async def run_manifest(
                 manifest=str(manifest.path),
                 mode=str(mode),
                 jobs=tally.total,
+                shard=None if shard is None else str(shard),
                 output=str(out),
                 state=str(state_path),
                 api=client.base_url,
             )
-            sweep = _Sweep(manifest, mode, out, store, client, clock, tally, seed)
+            sweep = _Sweep(manifest, mode, out, store, client, clock, tally, seed, shard=shard)
+            lag_path = environ.get(ENV_LOOP_LAG)
+            if lag_path:
+                sweep.sampler = LagSampler(clock, load=lambda: sweep.admission.in_flight.used)
             try:
                 if sim is not None:
-                    await _save_references(client, sim.root_url, manifest, out)
+                    await _save_references(client, sim.root_url, manifest, out, shard)
                 await sweep.run(handle_signals=handle_signals)
             finally:
                 # Plain synchronous writes: they complete even while the run is cancelled.
@@ -192,8 +216,11 @@ async def run_manifest(
                     "manifest": str(manifest.path),
                     "name": manifest.name,
                     "mode": str(mode),
+                    "shard": None if shard is None else str(shard),
                     "output": str(out),
+                    "references": _references_path(manifest),
                     "state": str(state_path),
+                    "summary": str(out / summary_name(shard)),
                     "started_at": started_at,
                     "finished_at": utc_now(),
                     "wall_seconds": round(time.monotonic() - started, 3),
@@ -202,7 +229,9 @@ async def run_manifest(
                     "polls": sweep.poller.polls,
                 }
                 data = summary_data(tally, run=run_info, interrupted=interrupted)
-                write_json_atomic(out / SUMMARY_FILE, data)
+                write_json_atomic(out / summary_name(shard), data)
+                if sweep.sampler is not None and lag_path:
+                    sweep.sampler.write(Path(lag_path))
                 log.info(
                     "run.finished",
                     interrupted=interrupted,
@@ -214,6 +243,28 @@ async def run_manifest(
             with anyio.CancelScope(shield=True):  # close connections even when cancelled
                 await stack.aclose()
     return RunOutcome(summary=data, exit_code=data["exit_code"], output=out, state_path=state_path)
+
+
+def summary_name(shard: Shard | None) -> str:
+    """`summary.json`, or `summary-shard-I-of-N.json` for a shard: shards share one tree."""
+    return SUMMARY_FILE if shard is None else f"summary-{shard.name}.json"
+
+
+def _own_folders(shard: Shard | None) -> Callable[[PurePosixPath], bool] | None:
+    """Which folders of the tree a run may clean of partial files (None: all of them).
+
+    A shard owns the second-level folders of its projects, `{model}/{project}` and
+    `_references/{project}`, and nothing else: the root and the other shards' folders may
+    hold partial files that another process is writing.
+    """
+    if shard is None:
+        return None
+    return lambda folder: len(folder.parts) == 2 and shard.has_project(folder.parts[1])
+
+
+def _references_path(manifest: Manifest) -> str | None:
+    """The manifest's `references` folder as an absolute path, for `stemsweep report`."""
+    return None if manifest.references is None else str(manifest.references.resolve())
 
 
 async def _open_client(
@@ -265,8 +316,11 @@ class _Sweep:
         clock: Clock,
         tally: Tally,
         seed: int,
+        *,
+        shard: Shard | None = None,
     ) -> None:
         self.manifest = manifest
+        self.shard = shard
         self.mode = mode
         self.out = out
         self.store = store
@@ -285,6 +339,7 @@ class _Sweep:
         self._tg: TaskGroup | None = None
         self.interrupted = False
         self.finished = False
+        self.sampler: LagSampler | None = None  # event-loop lag, when asked for
 
     async def run(self, *, handle_signals: bool) -> None:
         """Dispatch every job and wait for all of them; return early when interrupted."""
@@ -294,6 +349,8 @@ class _Sweep:
                 if handle_signals:
                     tg.start_soon(self._stop_on_signal, tg)
                 tg.start_soon(self.poller.run, tg)
+                if self.sampler is not None:
+                    tg.start_soon(self.sampler.run)
                 await self._dispatch()
                 self._dispatched = True
                 if self._live:
@@ -315,7 +372,7 @@ class _Sweep:
     # -- dispatching ---------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        for job in iter_jobs(self.manifest):
+        for job in select_shard(iter_jobs(self.manifest), self.shard):
             entry = await self._entry(job)
             if entry is None:
                 continue
@@ -555,7 +612,10 @@ class _Sweep:
             self._download_failed(entry, row, reason)
             return
         stems = [got[s.type] for s in chosen.chosen]
-        self._write_job_file(row, stems, chosen.missing, chosen.unsafe)
+        # In a worker thread: the file's two fsyncs would otherwise stall every other job.
+        await anyio.to_thread.run_sync(
+            self._write_job_file, row, stems, chosen.missing, chosen.unsafe
+        )
         self.store.mark_done(
             job.project, job.model, stems, missing_types=chosen.missing, unsafe_types=chosen.unsafe
         )
@@ -677,7 +737,7 @@ def _files_intact(out: Path, stems: Iterable[StemRow]) -> bool:
 
 
 async def _save_references(
-    client: YoukaClient, root_url: str, manifest: Manifest, out: Path
+    client: YoukaClient, root_url: str, manifest: Manifest, out: Path, shard: Shard | None
 ) -> None:
     """Save each project's true parts from the simulator to `{out}/_references/{project}/`.
 
@@ -686,7 +746,7 @@ async def _save_references(
     """
     from orchestrator.simulator.media import REFERENCE_TYPES
 
-    projects = dict.fromkeys(job.project for job in iter_jobs(manifest))
+    projects = dict.fromkeys(job.project for job in select_shard(iter_jobs(manifest), shard))
     for project in projects:
         folder = safe_path(out, REFERENCES_DIR, project)
         for kind in REFERENCE_TYPES:

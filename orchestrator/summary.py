@@ -164,9 +164,10 @@ def summary_data(
 
 
 def render_summary(data: Mapping[str, Any]) -> str:
-    """The summary as text for stdout: counts, per model, failures with reasons."""
+    """The summary as text for stdout: counts, per model, failures with reasons, where to look."""
+    shard = f" (shard {data['shard']})" if data.get("shard") else ""
     lines = [
-        f"stemsweep {data.get('mode', 'run')} {data.get('name', '')}: "
+        f"stemsweep {data.get('mode', 'run')} {data.get('name', '')}{shard}: "
         f"{data['jobs']} jobs in {data.get('wall_seconds', 0.0):.1f}s, "
         f"{data.get('api_requests', 0)} API requests"
         + (" (interrupted)" if data["interrupted"] else ""),
@@ -196,6 +197,9 @@ def render_summary(data: Mapping[str, Any]) -> str:
             f"({n['jobs']} job{'s' if n['jobs'] > 1 else ''})"
             for n in notes
         )
+    if data.get("output"):
+        where = f"files in {data['output']}"
+        lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
     return "\n".join(lines)
 
 

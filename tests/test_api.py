@@ -393,20 +393,22 @@ async def test_simulated_5xx_after_write_never_separates_twice() -> None:
 
 
 async def test_requests_are_paced_by_one_limiter() -> None:
-    """75 concurrent calls at 50/s: at most ~1 s of burst, and the rest spread at the rate."""
+    """75 concurrent calls at 25/s: at most ~1 s of burst, and the rest spread at the rate."""
     async with (
         Fake(ok_me) as api,
-        client(api.url("/api/v1"), requests_per_second=50) as youka,
+        client(api.url("/api/v1"), requests_per_second=25) as youka,
         anyio.create_task_group() as tg,
     ):
         for _ in range(75):
             tg.start_soon(youka.me)
     times = sorted(s.t for s in api.seen)
     assert len(times) == 75
-    assert times[-1] - times[0] >= 0.4  # (75 - 50 burst) / 50 per second = 0.5 s
-    # Without a limiter all 75 land at once; with it, ~50 then 10 more in the next 0.2 s (the
+    # (75 - 25 burst) / 25 per second = 2 s; the margin absorbs a loaded machine delaying
+    # the first requests' arrival, which can only shorten the span seen by the server.
+    assert times[-1] - times[0] >= 1.4
+    # Without a limiter all 75 land at once; with it, ~25 then 5 more in the next 0.2 s (the
     # slack covers connection set-up spreading the first burst).
-    assert sum(1 for t in times if t - times[0] < 0.2) <= 50 + 10 + 10
+    assert sum(1 for t in times if t - times[0] < 0.2) <= 25 + 5 + 10
 
 
 async def test_a_429_with_retry_after_pauses_every_caller() -> None:

@@ -101,6 +101,7 @@ def test_rejected_key_exit_2_before_submission(write_manifest: WriteManifest) ->
         stats = pinned.stats()
     assert result.returncode == 2
     assert b"YOUKA_API_KEY" in result.stderr and b"rejected" in result.stderr
+    assert b"yk_not_the_right_one" not in result.stdout + result.stderr  # a secret too
     assert stats["separations_total"] == 0
     assert set(stats["by_route"]) == {"GET /api/v1/me"}
 

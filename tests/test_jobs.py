@@ -20,11 +20,13 @@ from orchestrator.errors import UsageError
 from orchestrator.jobs import (
     MAX_KEY_LENGTH,
     Job,
+    Shard,
     count_jobs,
     idempotency_key,
     in_shard,
     iter_jobs,
     parse_shard,
+    select_shard,
     shard_of,
 )
 from orchestrator.manifest import (
@@ -206,7 +208,7 @@ def test_key_is_the_same_in_another_process() -> None:
     """Another interpreter with another hash seed computes the same key and shard."""
     code = (
         "from orchestrator.jobs import idempotency_key, shard_of;"
-        "print(idempotency_key('x' * 300, 'prj_a', 'demucs', 3), shard_of('prj_a', 'demucs', 97))"
+        "print(idempotency_key('x' * 300, 'prj_a', 'demucs', 3), shard_of('prj_a', 97))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
@@ -214,7 +216,7 @@ def test_key_is_the_same_in_another_process() -> None:
     ).stdout.split()
     assert out == [
         idempotency_key("x" * 300, "prj_a", "demucs", 3),
-        str(shard_of("prj_a", "demucs", 97)),
+        str(shard_of("prj_a", 97)),
     ]
 
 
@@ -295,11 +297,11 @@ JOBS = [Job(f"prj_{n:04d}", m) for n in range(300) for m in ("mdx23c", "demucs",
 
 
 def test_shard_golden_values() -> None:
-    """Shards are a fixed function of (project, model, N): known values never change."""
-    assert shard_of("prj_a", "mdx23c", 1000) == 669
-    assert shard_of("prj_0001", "demucs", 7) == 4
-    digest = hashlib.sha256(b"prj_a\0mdx23c").digest()
-    assert shard_of("prj_a", "mdx23c", 1000) == int.from_bytes(digest[:8], "big") % 1000
+    """Shards are a fixed function of (project, N): known values never change."""
+    assert shard_of("prj_a", 1000) == 692
+    assert shard_of("prj_0001", 7) == 0
+    digest = hashlib.sha256(b"prj_a").digest()
+    assert shard_of("prj_a", 1000) == int.from_bytes(digest[:8], "big") % 1000
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 16])
@@ -311,26 +313,49 @@ def test_shards_cover_every_job_exactly_once(count: int) -> None:
     assert Counter(job for shard in shards for job in shard) == Counter(JOBS)
 
 
+def test_a_project_lives_in_one_shard() -> None:
+    """Every job of a project is in the same shard, so per_project holds across shards."""
+    for count in (2, 5, 16):
+        shards_per_project: dict[str, set[int]] = {}
+        for job in JOBS:
+            index = next(i for i in range(count) if in_shard(job, i, count))
+            shards_per_project.setdefault(job.project, set()).add(index)
+        assert all(len(found) == 1 for found in shards_per_project.values())
+
+
 def test_shards_are_roughly_balanced() -> None:
-    """900 jobs over 4 shards put between 20% and 30% of them in each shard."""
-    sizes = Counter(shard_of(job.project, job.model, 4) for job in JOBS)
+    """300 projects over 4 shards put between 20% and 30% of the jobs in each shard."""
+    sizes = Counter(shard_of(job.project, 4) for job in JOBS)
     assert all(0.20 * len(JOBS) < sizes[i] < 0.30 * len(JOBS) for i in range(4)), sizes
 
 
-def test_adding_projects_does_not_move_jobs() -> None:
-    """A job keeps its shard when projects are added to the manifest."""
+def test_adding_projects_or_models_does_not_move_jobs() -> None:
+    """A job keeps its shard when projects or models are added to the manifest."""
     before = manifest_of((["a", "b", "c"], ["mdx23c", "demucs"]))
-    after = manifest_of((["z", "a", "x", "b", "c", "y"], ["mdx23c", "demucs"]))
-    placed = {job: shard_of(job.project, job.model, 5) for job in iter_jobs(before)}
-    for job in iter_jobs(after):
-        if job in placed:
-            assert shard_of(job.project, job.model, 5) == placed[job]
+    after = manifest_of((["z", "a", "x", "b", "c", "y"], ["bs_roformer", "mdx23c", "demucs"]))
+    placed = {job: shard_of(job.project, 5) for job in iter_jobs(before)}
+    moved = [
+        job for job in iter_jobs(after) if job in placed and shard_of(job.project, 5) != placed[job]
+    ]
+    assert len(placed) == 6 and not moved
 
 
 def test_shard_of_refuses_zero_shards() -> None:
     """Zero shards is a programming error."""
     with pytest.raises(ValueError):
-        shard_of("prj_a", "mdx23c", 0)
+        shard_of("prj_a", 0)
+
+
+def test_shard_selects_and_names() -> None:
+    """`Shard` parses I/N, names its files, and `select_shard` keeps only its jobs, in order."""
+    shard = Shard.parse("1/3")
+    assert (str(shard), shard.name) == ("1/3", "shard-1-of-3")
+    chosen = list(select_shard(JOBS, shard))
+    assert chosen == [job for job in JOBS if shard_of(job.project, 3) == 1]
+    assert list(select_shard(JOBS, None)) == JOBS
+    manifest = manifest_of(([f"prj_{n}" for n in range(40)], ["mdx23c", "demucs"]))
+    counts = [count_jobs(manifest, Shard(i, 3)) for i in range(3)]
+    assert sum(counts) == count_jobs(manifest) == 80 and all(counts)
 
 
 @pytest.mark.parametrize(

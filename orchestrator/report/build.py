@@ -83,8 +83,10 @@ def build_report(
 ) -> ReportResult:
     """Measure every stem of the trees and write the report; return the paths written.
 
-    `references` is a folder of true stems as `{project}/{type}.{ext}`; each tree's
-    `_references` folder is used too. UsageError when a tree or `references` is not a folder.
+    `references` is a folder of true stems as `{project}/{type}.{ext}`; without it, the
+    manifest's `references` folder that a run recorded in the tree's summary is used. Each
+    tree's `_references` folder is used too. UsageError when a tree or `references` is not
+    a folder.
     """
     started = time.perf_counter()
     trees = [Path(t) for t in trees]

@@ -4,8 +4,9 @@ A tree is `{out}/{model}/{project}/{type}.{ext}`, with `job.json` next to the st
 stemsweep wrote it. Trees made by hand or by another tool in the same layout work too: without
 `job.json` a job with stems counts as done and its times are unknown.
 
-Jobs whose separation failed leave no folder; stemsweep lists them in `{out}/summary.json`,
-which is read for them.
+Jobs whose separation failed leave no folder; stemsweep lists them in `{out}/summary.json`
+(a shard's in `{out}/summary-shard-I-of-N.json`), which are read for them. A summary also
+names the manifest's `references` folder, used when no `--references` is given.
 
 Not models: hidden directories, directories starting with `_` (`_references` holds the
 simulator's true parts as `{out}/_references/{project}/{type}.{ext}`), `report`, and the
@@ -39,6 +40,7 @@ REFERENCES_DIR: Final = "_references"
 REPORT_DIR: Final = "report"
 JOB_FILE: Final = "job.json"
 SUMMARY_FILE: Final = "summary.json"
+SHARD_SUMMARIES: Final = "summary-shard-*.json"  # one per shard of a sharded run
 ORIGINAL: Final = "original"
 # Statuses a job.json may carry, grouped. Anything else (still running, unknown) is "other".
 DONE_STATUSES: Final = frozenset({"done", "completed", "finalized", "succeeded", "downloaded"})
@@ -225,40 +227,66 @@ def _plain_name(name: object) -> bool:
     )
 
 
+def summary_files(tree: Path) -> list[Path]:
+    """The run summaries of a tree: `summary.json`, then each shard's, by name."""
+    found = [tree / SUMMARY_FILE] if (tree / SUMMARY_FILE).is_file() else []
+    return found + sorted(p for p in tree.glob(SHARD_SUMMARIES) if p.is_file())
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A summary's content; empty when missing, unreadable or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def summary_failures(tree: Path) -> list[Job]:
-    """The failed jobs `{tree}/summary.json` lists (stemsweep writes it at the end of a run).
+    """The failed jobs the tree's summaries list (stemsweep writes one at the end of a run).
 
     A job whose separation failed has no stems, so no folder tells of it; the summary does.
     A missing or unreadable summary, or an entry with odd names, adds nothing.
     """
-    try:
-        data = json.loads((tree / SUMMARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return []
-    failed = data.get("failed") if isinstance(data, dict) else None
     jobs = []
-    for item in failed if isinstance(failed, list) else []:
-        if not isinstance(item, dict):
-            continue
-        project, model, status = item.get("project"), item.get("model"), item.get("status")
-        if not (_plain_name(project) and _plain_name(model)):
-            continue
-        reason = item.get("reason")
-        jobs.append(
-            Job(
-                model=str(model),
-                project=str(project),
-                tree=tree,
-                directory=tree / str(model) / str(project),
-                stems={},
-                status="failed",
-                raw_status=status if isinstance(status, str) else None,
-                seconds=None,
-                finished_at=None,
-                error=str(reason) if reason else None,
+    for path in summary_files(tree):
+        failed = _read_summary(path).get("failed")
+        for item in failed if isinstance(failed, list) else []:
+            if not isinstance(item, dict):
+                continue
+            project, model, status = item.get("project"), item.get("model"), item.get("status")
+            if not (_plain_name(project) and _plain_name(model)):
+                continue
+            reason = item.get("reason")
+            jobs.append(
+                Job(
+                    model=str(model),
+                    project=str(project),
+                    tree=tree,
+                    directory=tree / str(model) / str(project),
+                    stems={},
+                    status="failed",
+                    raw_status=status if isinstance(status, str) else None,
+                    seconds=None,
+                    finished_at=None,
+                    error=str(reason) if reason else None,
+                )
             )
-        )
     return jobs
+
+
+def recorded_references(trees: Sequence[Path]) -> list[Path]:
+    """The `references` folders the trees' summaries name (a manifest's `references:`).
+
+    In the order found, without repeats; a summary without one adds nothing.
+    """
+    found: dict[Path, None] = {}
+    for tree in trees:
+        for path in summary_files(tree):
+            named = _read_summary(path).get("references")
+            if isinstance(named, str) and named:
+                found.setdefault(Path(named), None)
+    return list(found)
 
 
 def _preferred(a: Job, b: Job) -> Job:
@@ -286,7 +314,11 @@ def _reference_files(directory: Path) -> dict[str, dict[str, Path]]:
 def discover(
     trees: Sequence[Path], *, references: Path | None = None, exclude: Iterable[Path] = ()
 ) -> Catalogue:
-    """Walk the trees: jobs, references (`references` first, then each tree's `_references`)."""
+    """Walk the trees: jobs, and references from `references` or, when it is None, from the
+    folders the trees' summaries name; then from each tree's `_references`.
+
+    A named folder that does not exist is listed as a problem, and the rest is built.
+    """
     excluded = {p.resolve() for p in exclude}
     jobs: dict[tuple[str, str], Job] = {}
     problems: list[Problem] = []
@@ -307,7 +339,15 @@ def discover(
             key = (job.project, job.model)
             jobs[key] = _preferred(jobs[key], job) if key in jobs else job
 
-    reference_dirs = [references] if references is not None else []
+    if references is not None:
+        reference_dirs = [references]
+    else:
+        reference_dirs = []
+        for named in recorded_references(trees):
+            if named.is_dir():
+                reference_dirs.append(named)
+            else:
+                problems.append(Problem(named, "references folder named in the summary not found"))
     reference_dirs += [t / REFERENCES_DIR for t in trees if (t / REFERENCES_DIR).is_dir()]
     refs: dict[str, dict[str, Path]] = {}
     for directory in reference_dirs:

@@ -63,7 +63,7 @@ async def get_task(request: web.Request) -> web.Response:
     """One task: its status, and its error once it failed."""
     ctx = request.app[CONTEXT]
     task = ctx.world.task(request.match_info["taskId"])
-    return web.json_response(task.view(ctx.clock.now()))
+    return web.json_response(task.polled(ctx.clock.now()))
 
 
 @routes.get(API_PREFIX + "/projects/{projectId}")

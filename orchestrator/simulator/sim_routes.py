@@ -88,6 +88,18 @@ async def get_reference(request: web.Request) -> web.Response:
     return web.Response(body=files[kind], content_type=audio.CONTENT_TYPES["wav"])
 
 
+@sim_routes.get("/_sim/tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    """Every task's timing, in simulated seconds: submitted, ended, first seen ended; polls.
+
+    What only the simulator knows: how long after a task ended a client noticed it.
+    """
+    ctx = request.app[CONTEXT]
+    return web.json_response(
+        {"timeScale": ctx.clock.time_scale, "tasks": [t.timing() for t in ctx.world.tasks.values()]}
+    )
+
+
 @sim_routes.get("/_sim/stats")
 async def stats(request: web.Request) -> web.Response:
     """The record: requests, separations, limits and faults."""

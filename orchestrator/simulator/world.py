@@ -74,6 +74,9 @@ class Task:
     finalized_at: float
     outcome: str
     settled: bool = False
+    # For benchmarks: how often clients read this task, and when one first saw it terminal.
+    polls: int = 0
+    seen_terminal_at: float | None = None
 
     def status(self, now: float) -> str:
         """The task's status at simulated time `now`."""
@@ -90,6 +93,30 @@ class Task:
     def view(self, now: float) -> dict[str, Any]:
         """The task object of the API."""
         status = self.status(now)
+        return self._view(status)
+
+    def polled(self, now: float) -> dict[str, Any]:
+        """The task object for a client's `GET /tasks/{id}`, counted as one poll."""
+        status = self.status(now)
+        self.polls += 1
+        if self.seen_terminal_at is None and now >= self.done_at:
+            self.seen_terminal_at = now
+        return self._view(status)
+
+    def timing(self) -> dict[str, Any]:
+        """When the task was submitted, ended and first seen ended (simulated s); its polls."""
+        return {
+            "id": self.id,
+            "project": self.project_id,
+            "model": self.model,
+            "outcome": self.outcome,
+            "submitted_at": self.submitted_at,
+            "done_at": self.done_at,
+            "seen_terminal_at": self.seen_terminal_at,
+            "polls": self.polls,
+        }
+
+    def _view(self, status: str) -> dict[str, Any]:
         return {
             "id": self.id,
             "type": TASK_TYPE,
