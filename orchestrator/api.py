@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -99,12 +99,15 @@ DEFAULT_WAIT_JITTER = 1.0
 DEFAULT_MAX_PAUSE = 600.0
 """The longest a single 429 may pause the client, whatever its `Retry-After` says."""
 MAX_REDIRECTS = 5
+READ_BUFFER = 1 << 20
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPIRED_STATUSES = frozenset({401, 403, 410})
 SUBMIT_RETRY_CODES = frozenset({"IDEMPOTENT_REPLAY_IN_PROGRESS", "CONFLICT"})
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 KEY_VARIABLE = "YOUKA_API_KEY"
+
+T = TypeVar("T")
 
 _STATUS_ALIASES = {"canceled": "cancelled", "timedout": "timed-out", "inprogress": "in-progress"}
 _MAX_ERROR_BODY = 64 * 1024
@@ -501,6 +504,9 @@ class YoukaClient:
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             trust_env=False,
+            # A body is read from the socket until this much waits unread (default 64 KiB):
+            # a larger buffer pauses and resumes a download's socket less often.
+            read_bufsize=READ_BUFFER,
         )
         return self
 
@@ -580,10 +586,7 @@ class YoukaClient:
         `RetryableDownloadError` after the last attempt of a retryable failure, and
         `DownloadError` otherwise. A failed attempt leaves no file behind.
         """
-        async for attempt in self._retrying():
-            with attempt:
-                return await self._download_once(url, dest)
-        raise AssertionError("unreachable")
+        return await self._with_retries(lambda: self._download_once(url, dest))
 
     def pause(self, seconds: float) -> None:
         """Hold back every API request of every caller for `seconds` from now."""
@@ -612,6 +615,28 @@ class YoukaClient:
         if origin_of(url) == self._origin:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
+
+    async def _with_retries(self, once: Callable[[], Awaitable[T]]) -> T:
+        """`once()`, retried with stamina when it fails in a way worth retrying.
+
+        The first attempt runs outside stamina: setting up its retry machinery for every
+        call cost about a sixth of the client's CPU per request, and nearly every call
+        succeeds at once. A retryable failure of that attempt is raised again as stamina's
+        first attempt, so attempt counts, waits (`Retry-After` included) and retry logs are
+        stamina's, as if it had run the first one (only `retry_timeout` starts counting
+        after it).
+        """
+        try:
+            return await once()
+        except (RetryableApiError, RetryableDownloadError) as exc:
+            first: BaseException | None = exc
+        async for attempt in self._retrying():
+            with attempt:
+                if first is not None:
+                    failed, first = first, None
+                    raise failed
+                return await once()
+        raise AssertionError("unreachable")
 
     def _retrying(self) -> Any:
         return stamina.retry_context(
@@ -659,10 +684,7 @@ class YoukaClient:
         key: str | None = None,
     ) -> Any:
         url = self._url(*segments)
-        async for attempt in self._retrying():
-            with attempt:
-                return await self._call_once(kind, method, url, body, key)
-        raise AssertionError("unreachable")
+        return await self._with_retries(lambda: self._call_once(kind, method, url, body, key))
 
     async def _call_once(
         self, kind: Kind, method: str, url: URL, body: Any, key: str | None

@@ -1,23 +1,41 @@
 """When to poll a separation task next (pure: no clock, no I/O).
 
-The schedule of one task, from its submission:
+Every poll is one paced API request, and every second between a task's end and the poll
+that sees it is a second its slot stays taken. The schedule spends polls where tasks end:
+
+Probing, while the run knows nothing of the model yet (its first separations):
 
 1. The first poll comes `poll.initial` seconds after submission; every later gap is the
    previous nominal gap times `MULTIPLIER` (1.5), capped at `poll.max`: with the defaults
-   (3 s, 60 s) the gaps are 3, 4.5, 6.75, 10.1, ... 60, 60, ...
-2. Each gap is shortened by up to `JITTER` (a quarter) at random, drawn from the task's own
-   RNG: tasks submitted together drift apart instead of polling in lock step, and a seeded
-   RNG makes the schedule reproducible in tests.
-3. No gap ends past the task's deadline (`poll.timeout` after submission), so a task that
-   never finishes is seen at its deadline, not up to `poll.max` later.
-4. With `expected` (how long a separation with this model has taken so far in the run),
-   the schedule aims at the expected finish instead of probing from the start: while the
-   task is younger than `expected`, the next poll is at the expected finish (never sooner
-   than `poll.initial`, never later than `poll.max` away); once it is late, the gap is half
-   its lateness (at least `poll.initial`, at most `poll.max`): polls come quickly just
-   after the expected finish and thin out as the task gets later.
+   (3 s, 60 s) the gaps are 3, 4.5, 6.75, 10.1, ... 60, 60, ... A task is seen at most
+   half its age late; a ten-minute task takes about fifteen polls.
 
-`next_poll_delay` is the whole schedule; the poll loop in `runner` only keeps due times.
+Aiming, once the run has seen separations of the model end: `expected` is their mean
+duration E, `spread` their mean absolute deviation S from it (see `scheduling.Poller`).
+Most of them end in the window [E - S, E + S]:
+
+2. Before the window: one poll when it opens, at E - S (never more than `poll.max` away:
+   the ceiling holds however long the model takes).
+3. In the window: a gap of S, the spacing of the ends it waits for, but at most `PACE`
+   (15%) of the task's age: a task is seen at most 15% of its duration late.
+4. Past the window: the gap grows with the lateness (S plus half of it), still at most
+   15% of the task's age: a task later than any so far costs a few polls, not dozens.
+
+With fixed durations (S near 0) that is one poll at the expected end and one
+`poll.initial` later; with durations spread +-25%, one to four polls from E - S. Opening
+the window earlier (E - 2S) or stepping more finely costs polls without noticing ends much
+sooner; `bench/polling.py` measures both (README, "Performance").
+
+Everywhere: no gap is shorter than `poll.initial` or longer than `poll.max`, and none ends
+past the task's deadline (`poll.timeout` after submission), so a task that never finishes
+is seen at its deadline. Each gap is shortened at random by up to `JITTER` (a tenth) of
+itself when probing, and of the window's step (S) when aiming, drawn from the task's own
+RNG: tasks submitted together drift apart instead of polling in lock step, the wait for a
+window is not cut short by a quarter of a long task, and a seeded RNG makes the schedule
+reproducible in tests.
+
+`next_poll_delay` is the whole schedule; `scheduling.Poller` keeps the due times and
+learns E and S from the separations it sees end.
 """
 
 from __future__ import annotations
@@ -28,7 +46,8 @@ from typing import Protocol
 from orchestrator.manifest import PollSpec
 
 MULTIPLIER = 1.5
-JITTER = 0.25
+JITTER = 0.1
+PACE = 0.15  # when aiming, a gap is at most this share of the task's age
 
 
 class Uniform(Protocol):
@@ -38,7 +57,7 @@ class Uniform(Protocol):
 
 
 def nominal_gap(polls_so_far: int, spec: PollSpec) -> float:
-    """The un-jittered gap before poll number `polls_so_far + 1`, in seconds."""
+    """The un-jittered gap of the probing schedule before poll number `polls_so_far + 1`."""
     if polls_so_far < 0:
         raise ValueError("polls_so_far must be >= 0")
     gap = spec.initial
@@ -49,33 +68,47 @@ def nominal_gap(polls_so_far: int, spec: PollSpec) -> float:
     return min(gap, spec.max)
 
 
+def window_step(elapsed: float, spec: PollSpec, spread: float) -> float:
+    """The gap between polls inside the window, for a task `elapsed` seconds old."""
+    return max(spec.initial, min(spread, PACE * elapsed))
+
+
 def next_poll_delay(
     polls_so_far: int,
     elapsed: float,
     spec: PollSpec,
     *,
     expected: float | None = None,
+    spread: float | None = None,
     rng: Uniform,
 ) -> float:
     """Seconds from now until the next poll of a task.
 
     `polls_so_far` polls were made since the task was submitted `elapsed` seconds ago;
-    `expected` is the learned duration of a separation with this model, when known. The
-    result is > 0 unless the deadline has passed (then 0: poll now, for the last time).
+    `expected` and `spread` are the learned mean duration of a separation with this model
+    and the mean deviation from it, when known (no spread: 0). The result is > 0 unless
+    the deadline has passed (then 0: poll now, for the last time).
     """
     remaining = spec.timeout - elapsed
     if remaining <= 0:
         return 0.0
-    if expected is not None and elapsed < expected:
-        gap = min(max(expected - elapsed, spec.initial), spec.max)
-    elif expected is not None:
-        # Late: the gap grows with the lateness (geometric in time, like the plain schedule),
-        # starting again from `poll.initial` at the expected finish.
-        late = elapsed - expected
-        gap = min(max(spec.initial, late * (MULTIPLIER - 1.0)), spec.max)
-    else:
+    if expected is None:
         gap = nominal_gap(polls_so_far, spec)
-    gap *= 1.0 - JITTER * rng.random()
+        gap *= 1.0 - JITTER * rng.random()
+    else:
+        s = spread or 0.0
+        opens, closes = expected - s, expected + s
+        if elapsed < opens:
+            # Never less than a step: a poll that jitter brought a little before the window
+            # is the window's first, not one more on the way to it.
+            gap = max(opens - elapsed, window_step(elapsed, spec, s))
+        elif elapsed <= closes:
+            gap = window_step(elapsed, spec, s)
+        else:
+            late = elapsed - closes
+            gap = max(spec.initial, min(PACE * elapsed, s + (MULTIPLIER - 1.0) * late))
+        gap = min(gap, spec.max)
+        gap -= JITTER * rng.random() * min(gap, max(spec.initial, s))
     return min(gap, remaining)
 
 

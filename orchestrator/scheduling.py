@@ -29,7 +29,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.api import Task, YoukaClient
-from orchestrator.backoff import next_poll_delay, task_rng
+from orchestrator.backoff import next_poll_delay, task_rng, window_step
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import Job
@@ -47,6 +47,9 @@ ALL_GATES = frozenset({PROJECT, MODEL, IN_FLIGHT, ACTIVE})
 POLL_CONCURRENCY = 16  # task polls in the air at once (each a short paced request)
 # Share of an estimate kept when a new observation of a model's duration arrives.
 EXPECTED_MEMORY = 0.7
+# The spread assumed after a model's first observation, as a share of it: the first
+# separation to end is the earliest of its wave, so the others are known only vaguely.
+FIRST_SPREAD = 0.25
 
 
 class _Gate:
@@ -181,11 +184,16 @@ class Poller:
         self._sleep_until = math.inf
         self._limiter = anyio.CapacityLimiter(POLL_CONCURRENCY)
         self._expected: dict[str, float] = {}
+        self._spread: dict[str, float] = {}
         self.polls = 0
 
     def expected(self, model: str) -> float | None:
         """The duration of a separation with `model` as learned in this run, if any."""
         return self._expected.get(model)
+
+    def spread(self, model: str) -> float | None:
+        """The mean deviation from `expected(model)` seen in this run, if any."""
+        return self._spread.get(model)
 
     async def wait_terminal(self, task_id: str, model: str, *, fresh: bool) -> PollVerdict:
         """Poll `task_id` until it is terminal or past `poll.timeout` from now.
@@ -205,7 +213,12 @@ class Poller:
         delay = 0.0
         if fresh:
             delay = next_poll_delay(
-                0, 0.0, self._spec, expected=self.expected(model), rng=watch.rng
+                0,
+                0.0,
+                self._spec,
+                expected=self.expected(model),
+                spread=self.spread(model),
+                rng=watch.rng,
             )
         self._schedule(watch, now + delay)
         await watch.done.wait()
@@ -257,7 +270,7 @@ class Poller:
         elapsed = now - watch.started
         if task is not None and task.terminal:
             if watch.fresh:
-                self._learn(watch.model, (watch.last_pending + elapsed) / 2)
+                self._learn(watch.model, watch.last_pending, elapsed)
             watch.task = task
             watch.done.set()
             return
@@ -270,13 +283,30 @@ class Poller:
             elapsed,
             self._spec,
             expected=self.expected(watch.model) if watch.fresh else None,
+            spread=self.spread(watch.model) if watch.fresh else None,
             rng=watch.rng,
         )
         self._schedule(watch, now + delay)
 
-    def _learn(self, model: str, seconds: float) -> None:
-        # The task ended between the last two polls: their midpoint is an unbiased guess.
+    def _learn(self, model: str, pending: float, ended: float) -> None:
+        """A separation of `model` was last seen pending `pending` s after submission (0:
+        never) and seen ended at `ended` s.
+
+        It ended in between: the midpoint is the guess. When the first poll already found
+        it over, the guess is half a window step before that poll, where a poll one step
+        earlier would have left it (the midpoint, half its age, dragged the estimate down
+        by half). Mean and spread are moving averages: they follow the API's pace.
+        """
         old = self._expected.get(model)
-        self._expected[model] = (
-            seconds if old is None else EXPECTED_MEMORY * old + (1 - EXPECTED_MEMORY) * seconds
-        )
+        if pending > 0:
+            seconds = (pending + ended) / 2
+        else:
+            step = window_step(ended, self._spec, self._spread.get(model, 0.0))
+            seconds = max(ended / 2, ended - step / 2)
+        if old is None:
+            self._expected[model] = seconds
+            self._spread[model] = FIRST_SPREAD * seconds
+            return
+        keep = EXPECTED_MEMORY
+        self._expected[model] = keep * old + (1 - keep) * seconds
+        self._spread[model] = keep * self._spread[model] + (1 - keep) * abs(seconds - old)

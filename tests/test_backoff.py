@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from orchestrator.backoff import JITTER, MULTIPLIER, next_poll_delay, nominal_gap, task_rng
+from orchestrator.backoff import JITTER, MULTIPLIER, PACE, next_poll_delay, nominal_gap, task_rng
 from orchestrator.manifest import PollSpec
 
 SPEC = PollSpec(initial=3.0, max=60.0, timeout=1800.0)
@@ -76,3 +76,45 @@ def test_polls_of_a_ten_minute_task_are_few() -> None:
         elapsed += next_poll_delay(polls, elapsed, SPEC, rng=rng)
         polls += 1
     assert 8 <= polls <= 25
+
+
+def test_with_a_spread_the_first_poll_is_when_the_window_opens() -> None:
+    """A young task with a learned mean E and spread S is first polled at E - S."""
+    assert next_poll_delay(0, 0.0, SPEC, expected=50.0, spread=10.0, rng=Fixed(0.0)) == 40.0
+    assert next_poll_delay(1, 30.0, SPEC, expected=50.0, spread=10.0, rng=Fixed(0.0)) == 10.0
+
+
+def test_in_the_window_polls_are_a_spread_apart_and_at_most_pace_of_the_age() -> None:
+    """Inside [E - S, E + S] the gap is S, but never above PACE of the task's age."""
+    assert next_poll_delay(2, 45.0, SPEC, expected=50.0, spread=5.0, rng=Fixed(0.0)) == 5.0
+    wide = next_poll_delay(2, 45.0, SPEC, expected=50.0, spread=20.0, rng=Fixed(0.0))
+    assert wide == pytest.approx(PACE * 45.0)
+
+
+def test_past_the_window_gaps_grow_but_stay_within_pace_of_the_age() -> None:
+    """A task later than the window is polled more sparsely as it gets later, within PACE."""
+    gaps = [
+        next_poll_delay(5, age, SPEC, expected=100.0, spread=10.0, rng=Fixed(0.0))
+        for age in (111.0, 130.0, 200.0)
+    ]
+    assert gaps == sorted(gaps) and gaps[0] < gaps[-1]
+    assert all(g <= PACE * age + 1e-9 for g, age in zip(gaps, (111.0, 130.0, 200.0), strict=True))
+
+
+def test_aiming_jitter_is_a_share_of_the_step_not_of_the_long_wait() -> None:
+    """Jitter cuts at most JITTER of the window step off the wait for a distant window."""
+    calm = next_poll_delay(0, 0.0, SPEC, expected=55.0, spread=5.0, rng=Fixed(0.0))
+    jittery = next_poll_delay(0, 0.0, SPEC, expected=55.0, spread=5.0, rng=Fixed(0.999999))
+    assert calm == 50.0 and calm - jittery == pytest.approx(JITTER * 5.0, rel=1e-4)
+
+
+def test_polls_of_a_known_model_are_few_and_notice_ends_promptly() -> None:
+    """Tasks of a model whose spread is known take a few polls and are seen soon after."""
+    rng = random.Random(1)
+    for duration in (80.0, 95.0, 100.0, 105.0, 110.0):
+        elapsed, polls = 0.0, 0
+        while elapsed < duration:
+            elapsed += next_poll_delay(polls, elapsed, SPEC, expected=100.0, spread=10.0, rng=rng)
+            polls += 1
+        assert polls <= 5
+        assert elapsed - duration <= max(SPEC.initial, PACE * duration)

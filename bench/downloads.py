@@ -1,0 +1,157 @@
+"""Download throughput: 1 GiB of stems over loopback, stemsweep against curl.
+
+64 separations of 16 MiB stems (one wanted type each, near-instant tasks) are run by
+stemsweep; then `curl` fetches the same 64 files (fresh signed URLs read from the projects,
+the API's redirect followed with -L) with the same concurrency, 8 at a time, in one
+process. stemsweep's throughput is the bytes over its whole run's wall time (submissions
+and polls included); its CPU is the client process's, interpreter start-up included.
+stemsweep also hashes (sha256) and fsyncs every file; curl does neither.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from typing import Any
+
+from bench.harness import (
+    API_KEY,
+    Options,
+    load_average,
+    project_ids,
+    result_document,
+    run_command,
+    run_stemsweep,
+    simulator,
+    summary_of,
+    target,
+    write_manifest,
+)
+from orchestrator.simulator.profile import load_profile
+
+NAME = "downloads"
+TITLE = "1 GiB of stems over loopback: stemsweep vs curl"
+TARGET_RATIO = 0.7
+TARGET_CPU_PER_GIB = 2.0
+CONCURRENCY = 8  # the runner's DOWNLOAD_CONCURRENCY
+MODEL = "mdx23c"
+TYPE = "vocals"
+
+
+def run(opts: Options) -> dict[str, Any]:
+    """stemsweep's and curl's throughput on the same files, in the same run."""
+    load = load_average()
+    curl = shutil.which("curl")
+    if curl is None:
+        return _skipped("curl is not installed (apt-get install -y curl)", load, opts)
+    files, stem_bytes = (8, 1 << 20) if opts.quick else (64, 16 << 20)
+    total = files * stem_bytes
+    profile = load_profile("bench").replace(
+        projects=files,
+        stem_bytes=stem_bytes,
+        durations={MODEL: 0.0},
+        created_time=0.0,
+        queue_time=(0.0, 0.0),
+    )
+    started = time.monotonic()
+    workdir = opts.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    with simulator(profile, workdir, time_scale=1.0) as sim:
+        manifest = write_manifest(
+            workdir / "manifest.yaml",
+            name="bench",
+            base_url=sim.base_url,
+            output=workdir / "out",
+            projects=project_ids(files),
+            models=[MODEL],
+            max_in_flight=files,
+            poll={"initial": 0.05, "max": 1.0, "timeout": 600.0},
+            types=[TYPE],
+        )
+        ours = run_stemsweep(["run", str(manifest), "--no-progress"], workdir)
+        if ours.returncode != 0:
+            raise RuntimeError(f"stemsweep run exited {ours.returncode}")
+        summary = summary_of(workdir / "out")
+        urls = [_stem_url(sim.base_url, pid) for pid in project_ids(files)]
+        fetched = workdir / "curl"
+        fetched.mkdir()
+        args = [curl, "--parallel", "--parallel-max", str(CONCURRENCY), "-sS", "-f", "-L"]
+        for index, url in enumerate(urls):
+            args += ["-o", str(fetched / f"{index}.wav"), url]
+        theirs = run_command(args, workdir, log_name="curl")
+        if theirs.returncode != 0:
+            raise RuntimeError(f"curl exited {theirs.returncode}")
+        sim.stop()
+    got = sum(p.stat().st_size for p in fetched.iterdir())
+    if got != total:
+        raise RuntimeError(f"curl fetched {got} bytes, expected {total}")
+    gib = total / 2**30
+    ours_wall = float(summary["wall_seconds"])
+    ours_rate = total / ours_wall
+    curl_rate = total / theirs.wall
+    ratio = ours_rate / curl_rate
+    cpu_per_gib = ours.cpu / gib
+    numbers = {
+        "bytes": total,
+        "stemsweep": {
+            "run_wall_s": ours_wall,
+            "throughput_mib_s": round(ours_rate / 2**20, 1),
+            "cpu_per_gib_s": round(cpu_per_gib, 3),
+            "process": ours.as_dict(),
+        },
+        "curl": {
+            "wall_s": round(theirs.wall, 3),
+            "throughput_mib_s": round(curl_rate / 2**20, 1),
+            "cpu_per_gib_s": round(theirs.cpu / gib, 3),
+            "process": theirs.as_dict(),
+        },
+        "throughput_ratio": round(ratio, 3),
+        "bench_seconds": round(time.monotonic() - started, 1),
+    }
+    return result_document(
+        NAME,
+        title=TITLE,
+        inputs={
+            "files": files,
+            "file_bytes": stem_bytes,
+            "concurrency": CONCURRENCY,
+            "curl": curl,
+            "curl_options": "--parallel --parallel-max 8 -sS -f -L",
+        },
+        numbers=numbers,
+        targets=[
+            target("throughput, stemsweep / curl", round(ratio, 3), ">=", TARGET_RATIO),
+            target("client CPU s per GiB", round(cpu_per_gib, 3), "<=", TARGET_CPU_PER_GIB),
+        ],
+        load_before=load,
+        quick=opts.quick,
+        shown=[
+            (
+                "throughput",
+                f"stemsweep {ours_rate / 2**20:.0f} MiB/s, curl {curl_rate / 2**20:.0f} MiB/s",
+            )
+        ],
+    )
+
+
+def _stem_url(base_url: str, project: str) -> str:
+    """The signed URL of the project's stem of MODEL and TYPE, freshly read."""
+    request = urllib.request.Request(
+        f"{base_url}/projects/{project}", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = json.load(response)
+    for stem in data["stems"]:
+        if stem.get("model") == MODEL and stem.get("type") == TYPE:
+            return str(stem["url"])
+    raise RuntimeError(f"{project} lists no {TYPE} stem of {MODEL}")
+
+
+def _skipped(reason: str, load: list[float], opts: Options) -> dict[str, Any]:
+    document = result_document(
+        NAME, title=TITLE, inputs={}, numbers={}, targets=[], load_before=load, quick=opts.quick
+    )
+    document["skipped"] = reason
+    return document

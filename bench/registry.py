@@ -1,0 +1,11 @@
+"""The benchmarks, in the order `python -m bench` runs them."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from bench import cpu, downloads, makespan, polling, recipe, scale
+
+BENCHMARKS: dict[str, ModuleType] = {
+    module.NAME: module for module in (makespan, polling, cpu, downloads, recipe, scale)
+}

@@ -1,0 +1,133 @@
+"""The benchmark harness, at smoke sizes: it runs end to end and writes its results.
+
+Benchmarks are not timed tests: nothing here asserts a speed, only that the harness works
+and that what the benchmarks read from the simulator and the client is there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+from conftest import Api, StartSimulator
+
+from orchestrator.clock import REAL_CLOCK
+from orchestrator.looplag import LagSampler
+from orchestrator.simulator.server import Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `bench` is a folder of the repository, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from bench import recipe  # noqa: E402
+from bench.harness import Options  # noqa: E402
+from bench.table import render_table  # noqa: E402
+
+RESULT_KEYS = {
+    "name",
+    "title",
+    "date",
+    "quick",
+    "machine",
+    "load",
+    "inputs",
+    "numbers",
+    "targets",
+    "all_met",
+    "shown",
+    "notes",
+}
+
+
+@pytest.mark.slow
+def test_a_quick_benchmark_runs_end_to_end_and_writes_its_result(tmp_path: Path) -> None:
+    """`python -m bench makespan --quick` runs both processes and writes NAME.json + table."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "makespan", "--quick", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "makespan.json").read_text())
+    assert set(document) >= RESULT_KEYS
+    assert {"cpu", "cpus", "python"} <= set(document["machine"])
+    assert document["quick"] is True
+    assert document["numbers"]["jobs_done"] == document["inputs"]["jobs"]
+    (goal,) = document["targets"]
+    assert set(goal) == {"metric", "value", "target", "met"} and goal["value"] > 0
+    assert "| makespan | wall / (ceil(N/c) * d) |" in done.stdout
+
+
+def test_the_table_shows_each_target_and_the_machine() -> None:
+    """Every target and shown row becomes a table row; the machine and load follow it."""
+    document = {
+        "name": "demo",
+        "date": "2026-01-02T03:04:05Z",
+        "quick": False,
+        "machine": {
+            "cpu": "Some CPU",
+            "cpus": 2,
+            "memory_gib": 4.0,
+            "python": "3.11.7",
+            "os": "Linux 6",
+        },
+        "load": {"before": [0.5, 0.4, 0.3]},
+        "targets": [
+            {"metric": "ratio", "value": 1.04, "target": "<= 1.1", "met": True},
+            {"metric": "ms", "value": 7.5, "target": "<= 5", "met": False},
+        ],
+        "shown": [["extra", "42 things"]],
+    }
+    table = render_table([document])
+    assert "| demo | ratio | 1.04 | <= 1.1 | yes |" in table
+    assert "| demo | ms | 7.5 | <= 5 | **no** |" in table
+    assert "| demo | extra | 42 things | | |" in table
+    assert "Some CPU, 2 CPUs" in table and "load before each benchmark 0.5" in table
+
+
+def test_the_recipe_benchmark_is_skipped_without_jq(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without jq the recipe benchmark says so and how to install it, and runs nothing."""
+    monkeypatch.setattr(recipe.shutil, "which", lambda tool: None if tool == "jq" else tool)
+    document = recipe.run(Options(quick=True, workdir=tmp_path))
+    assert "jq" in document["skipped"] and "apt-get install" in document["skipped"]
+    assert document["targets"] == [] and not any(tmp_path.iterdir())
+
+
+@pytest.mark.anyio
+async def test_the_simulator_tells_when_a_task_was_first_seen_ended(
+    start_simulator: StartSimulator,
+    api_for: Callable[[Simulator], Api],
+    http: aiohttp.ClientSession,
+) -> None:
+    """`/_sim/tasks` counts each task's polls and notes the first poll that saw it ended."""
+    sim = await start_simulator("bench", time_scale=100, projects=1, durations={"mdx23c": 1.0})
+    api = api_for(sim)
+    status, body = await api.separate("prj_0001", "mdx23c", key="k1")
+    assert status == 202
+    await api.wait(body["taskId"])
+    async with http.get(sim.root_url + "/_sim/tasks") as response:
+        (task,) = (await response.json())["tasks"]
+    assert task["polls"] >= 1
+    assert task["seen_terminal_at"] >= task["done_at"] > task["submitted_at"]
+
+
+@pytest.mark.anyio
+async def test_the_loop_lag_sampler_records_and_writes_its_samples(tmp_path: Path) -> None:
+    """The sampler records one overshoot (>= 0) and load figure per tick, and writes them."""
+    sampler = LagSampler(REAL_CLOCK, load=lambda: 7, interval=0.005)
+    with anyio.move_on_after(0.1):
+        await sampler.run()
+    sampler.write(tmp_path / "lag.json")
+    document = json.loads((tmp_path / "lag.json").read_text())
+    assert len(document["lag"]) == len(document["at"]) == len(document["in_flight"]) >= 3
+    assert min(document["lag"]) >= 0 and set(document["in_flight"]) == {7}
