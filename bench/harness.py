@@ -33,6 +33,7 @@ from orchestrator.simulator.profile import Profile, dump_profile, load_profile
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 API_KEY = "yk_bench"
+ENV_CLIENT = "STEMSWEEP_BENCH_CLIENT"
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 MODELS = tuple(load_profile("bench").durations)  # the twelve, in catalogue order
@@ -143,9 +144,16 @@ def run_stemsweep(
     env: Mapping[str, str] | None = None,
     log_name: str = "stemsweep",
 ) -> Usage:
-    """Run `stemsweep ARGS` to its end; stdout and stderr go to files in `workdir`."""
+    """Run `stemsweep ARGS` to its end; stdout and stderr go to files in `workdir`.
+
+    With `STEMSWEEP_BENCH_CLIENT=DIR` (another checkout's root), the client is that one's
+    `orchestrator`, while the simulator stays this one: for before/after comparisons.
+    """
     full_env = {**os.environ, "YOUKA_API_KEY": API_KEY, **(env or {})}
     full_env.pop("YOUKA_API_URL", None)
+    other = os.environ.get(ENV_CLIENT)
+    if other:
+        full_env["PYTHONPATH"] = other
     with (
         (workdir / f"{log_name}.out").open("wb") as out,
         (workdir / f"{log_name}.err").open("wb") as err,
@@ -469,7 +477,8 @@ def sweep(
         stats = sim.get("/_sim/stats")
         tasks = sim.get("/_sim/tasks")["tasks"] if with_tasks else None
         sim_usage = sim.stop()
-    lag = json.loads((workdir / "lag.json").read_text()) if with_lag else None
+    lag_file = workdir / "lag.json"
+    lag = json.loads(lag_file.read_text()) if with_lag and lag_file.exists() else None
     return SweepRun(
         usage=usage,
         simulator=sim_usage,
