@@ -65,11 +65,11 @@ def machine() -> dict[str, Any]:
         "memory_gib": memory_gib,
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
-        "scratch_file_system": _file_system(Path(tempfile.gettempdir())),
+        "scratch_file_system": file_system(Path(tempfile.gettempdir())),
     }
 
 
-def _file_system(path: Path) -> str:
+def file_system(path: Path) -> str:
     """The type of the file system the benchmarks write to (from /proc/mounts)."""
     best, kind = "", "unknown"
     try:

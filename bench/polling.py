@@ -130,7 +130,7 @@ def run(opts: Options) -> dict[str, Any]:
         load_before=load,
         quick=opts.quick,
         shown=[
-            ("API requests per job", f"{requests_per_job:.2f} ({per_job})"),
+            ("API requests per job", _requests_text(requests_per_job, per_job)),
             (
                 "polls per separation",
                 f"mean {statistics.mean(polls):.2f}, max {max(polls)}; median "
@@ -138,4 +138,12 @@ def run(opts: Options) -> dict[str, Any]:
                 + (f", {statistics.median(aimed):g} once aimed ({len(aimed)})" if aimed else ""),
             ),
         ],
+    )
+
+
+def _requests_text(total: float, per_job: dict[str, float]) -> str:
+    return (
+        f"{total:.2f}: {per_job['submit']:g} submission, {per_job['poll']:g} polls, "
+        f"{per_job['project_read']:g} project reads, {per_job['download_redirect']:g} "
+        f"redirects, {per_job['download_file']:g} files"
     )

@@ -99,7 +99,6 @@ DEFAULT_WAIT_JITTER = 1.0
 DEFAULT_MAX_PAUSE = 600.0
 """The longest a single 429 may pause the client, whatever its `Retry-After` says."""
 MAX_REDIRECTS = 5
-READ_BUFFER = 1 << 20
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPIRED_STATUSES = frozenset({401, 403, 410})
@@ -504,9 +503,6 @@ class YoukaClient:
             cookie_jar=aiohttp.DummyCookieJar(),
             raise_for_status=False,
             trust_env=False,
-            # A body is read from the socket until this much waits unread (default 64 KiB):
-            # a larger buffer pauses and resumes a download's socket less often.
-            read_bufsize=READ_BUFFER,
         )
         return self
 

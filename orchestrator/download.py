@@ -232,27 +232,16 @@ async def stream_to_file(
     try:
         try:
             # Disk work runs in worker threads; anyio lets a started one finish even when the
-            # task is cancelled, and the file is closed here, never left to the GC. Hashing
-            # runs there too: sha256 releases the GIL, so it no longer holds up the loop.
-            # The body arrives in pieces of whatever the socket had (often 64 KiB): they are
-            # gathered to `chunk_size` before each hop, so a GiB costs a thousand hops, not
-            # tens of thousands (each costs about as much CPU as hashing 100 KiB).
+            # task is cancelled, and the file is closed here, never left to the GC.
             with out:
-                pieces: list[bytes] = []
-                gathered = 0
-                async for piece in response.content.iter_any():
-                    pieces.append(piece)
-                    gathered += len(piece)
-                    if gathered >= chunk_size:
-                        await anyio.to_thread.run_sync(_hash_and_write, digest, out, pieces)
-                        received += gathered
-                        pieces, gathered = [], 0
-                if pieces:
-                    await anyio.to_thread.run_sync(_hash_and_write, digest, out, pieces)
-                    received += gathered
+                async for chunk in response.content.iter_chunked(chunk_size):
+                    digest.update(chunk)
+                    received += len(chunk)
+                    await anyio.to_thread.run_sync(out.write, chunk)
                 check_length(received, declared)
-                # Sync, close, rename and sync the folder in one hop.
-                await anyio.to_thread.run_sync(_commit, out, temp, final_path)
+                await anyio.to_thread.run_sync(_flush_and_sync, out)
+            os.replace(temp, final_path)
+            await anyio.to_thread.run_sync(fsync_folder, folder)
         except (aiohttp.ClientError, TimeoutError):
             raise  # transport errors (some are OSErrors too) are api.py's to translate
         except OSError as exc:
@@ -264,20 +253,6 @@ async def stream_to_file(
     return Downloaded(
         path=final_path, bytes=received, sha256=digest.hexdigest(), content_type=content_type
     )
-
-
-def _hash_and_write(digest: Any, out: BinaryIO, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        digest.update(piece)
-        out.write(piece)
-
-
-def _commit(out: BinaryIO, temp: Path, final_path: Path) -> None:
-    """Make the finished temporary file durable, close it, rename it into place."""
-    _flush_and_sync(out)
-    out.close()
-    os.replace(temp, final_path)
-    fsync_folder(final_path.parent)
 
 
 def _write_whole(final_path: Path, body: bytes) -> str:
