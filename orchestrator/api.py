@@ -47,6 +47,7 @@ from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import anyio
 import stamina
 from aiolimiter import AsyncLimiter
 from yarl import URL
@@ -58,8 +59,11 @@ from orchestrator.download import (
     Downloaded,
     ExpiredUrlError,
     RetryableDownloadError,
+    Staged,
+    commit,
+    discard,
     extension_for,
-    stream_to_file,
+    stage,
     with_extension,
 )
 from orchestrator.errors import (
@@ -574,7 +578,19 @@ class YoukaClient:
             raise ApiError(f"GET /projects/{project_id}/tasks: {exc}", status=200) from None
 
     async def download(self, url: str, dest: Path) -> Downloaded:
-        """Stream `url` to `dest` plus the extension the response implies; verified, atomic.
+        """Stream `url` to `dest` plus the extension the response implies; verified, atomic:
+        `fetch`, then `download.commit` in a worker thread."""
+        staged = await self.fetch(url, dest)
+        try:
+            (downloaded,) = await anyio.to_thread.run_sync(commit, [staged])
+        except BaseException:
+            discard([staged])
+            raise
+        return downloaded
+
+    async def fetch(self, url: str, dest: Path) -> Staged:
+        """Receive `url`'s body, verified, for `dest` plus the extension the response implies;
+        `download.commit` puts it in place (with the other files of its job).
 
         Redirects are followed by hand (at most `MAX_REDIRECTS`), deciding per hop whether
         the token may go along; hops to the API host are paced like any API request. Raises
@@ -732,7 +748,7 @@ class YoukaClient:
     def _failure(self, kind: Kind, method: str, url: str | URL, **details: Any) -> StemsweepError:
         return translate_failure(kind, method, url, secrets=(self._api_key,), **details)
 
-    async def _download_once(self, url: str, dest: Path) -> Downloaded:
+    async def _download_once(self, url: str, dest: Path) -> Staged:
         current = URL(url, encoded=True)
         for _hop in range(MAX_REDIRECTS + 1):
             if current.scheme not in ("http", "https") or not current.host:
@@ -791,8 +807,8 @@ class YoukaClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._failure("download", "GET", url, exc=exc) from None
 
-    async def _stream(self, response: aiohttp.ClientResponse, final: Path, url: URL) -> Downloaded:
+    async def _stream(self, response: aiohttp.ClientResponse, final: Path, url: URL) -> Staged:
         try:
-            return await stream_to_file(response, final)
+            return await stage(response, final)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._failure("download", "GET", url, exc=exc) from None

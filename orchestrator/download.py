@@ -3,7 +3,9 @@
 Every file is written under a temporary name in its final folder (`.stemsweep-partial-*`),
 flushed and fsynced, then renamed over the final name, and the folder is fsynced: a reader
 never sees half a file, and a crash leaves only temporary files, which the next run removes
-with `remove_partials`.
+with `remove_partials`. A download is received first (`stage`: a short body in memory, a long
+one in a temporary file, hashed on the way) and put in place by `commit`, which takes a job's
+stems and its `job.json` together: one worker-thread call and one folder fsync per job.
 
 Server-supplied strings (stem types, model names, ids) become path components only through
 `safe_path`, which refuses anything but plain names and checks that the result stays under
@@ -18,6 +20,7 @@ removed: `api.py` translates them, in one place with every other HTTP error.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -25,7 +28,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
@@ -34,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import anyio
+import blake3
 
 from orchestrator.errors import DownloadError
 
@@ -90,12 +94,14 @@ class ExpiredUrlError(DownloadError):
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A file that was streamed, verified and renamed into place."""
+    """A file that was streamed, verified and renamed into place; `digest` is
+    `blake3:<hex>`, `mtime_ns` its modification time once in place."""
 
     path: Path
     bytes: int
-    sha256: str
+    digest: str
     content_type: str | None
+    mtime_ns: int
 
 
 # --- names and paths ----------------------------------------------------------------------
@@ -170,6 +176,42 @@ def with_extension(dest: Path, ext: str) -> Path:
     return dest.with_name(f"{dest.name}.{ext}")
 
 
+# --- digests --------------------------------------------------------------------------------
+
+DIGEST_ALGORITHM = "blake3"
+"""What `Downloaded.digest` and `Staged.digest` are made with: `blake3:<64 hex digits>`, the
+same hex digits as `b3sum FILE` prints. (Stores of schema 1 recorded `sha256:`; both are read.)"""
+
+_HASHERS: dict[str, Callable[[], Any]] = {"blake3": blake3.blake3, "sha256": hashlib.sha256}
+
+
+def new_hasher() -> Any:
+    """A fresh hasher of `DIGEST_ALGORITHM` (`update`, `hexdigest`; releases the GIL on
+    large inputs)."""
+    return blake3.blake3()
+
+
+def file_digest(path: Path, algorithm: str = DIGEST_ALGORITHM) -> str:
+    """`algorithm:hex` of the file at `path`, read 1 MiB at a time. Raises OSError."""
+    hasher = _HASHERS[algorithm]()
+    with path.open("rb") as f:
+        while chunk := f.read(DEFAULT_CHUNK_SIZE):
+            hasher.update(chunk)
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def digest_matches(path: Path, digest: str) -> bool:
+    """Whether the file at `path` has `digest` (`algorithm:hex`); False when unreadable or the
+    algorithm is unknown."""
+    algorithm, _, _ = digest.partition(":")
+    if algorithm not in _HASHERS:
+        return False
+    try:
+        return file_digest(path, algorithm) == digest
+    except OSError:
+        return False
+
+
 # --- verified streaming ---------------------------------------------------------------------
 
 
@@ -193,84 +235,172 @@ def _declared_length(response: aiohttp.ClientResponse) -> int | None:
     return int(raw)
 
 
+@dataclass
+class Staged:
+    """A complete, verified body that is not in place yet: `commit` puts it there.
+
+    A body of one chunk or less is held in memory (`body`); a longer one has been streamed to
+    a temporary file in the final folder (`temp`, still open as `out`, not yet fsynced).
+    `discard` removes what `commit` did not use.
+    """
+
+    path: Path
+    bytes: int
+    digest: str
+    content_type: str | None
+    body: builtins.bytes | None = None
+    temp: Path | None = None
+    out: BinaryIO | None = None
+
+
+async def stage(
+    response: aiohttp.ClientResponse,
+    final_path: Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Staged:
+    """Receive `response`'s body for `final_path`, hashing it and checking its length.
+
+    A body of at most `chunk_size` declared bytes stays in memory: no disk work and no thread
+    hop until `commit`. A longer one is streamed to a temporary file; each chunk is hashed and
+    written in one worker-thread call, so hashing runs beside the event loop. On any error,
+    cancellation included, the temporary file is removed and the error propagates:
+    `RetryableDownloadError` for a length mismatch, `DownloadError` for a local I/O failure,
+    aiohttp's own exception for a transport failure.
+    """
+    content_type = response.headers.get("Content-Type")
+    declared = _declared_length(response)
+    if declared is not None and declared <= chunk_size:
+        body = await response.read()
+        check_length(len(body), declared)
+        digest = f"{DIGEST_ALGORITHM}:{new_hasher().update(body).hexdigest()}"
+        return Staged(final_path, len(body), digest, content_type, body=body)
+    folder = final_path.parent
+    hasher = new_hasher()
+    received = 0
+    try:
+        temp, out = await anyio.to_thread.run_sync(_open_partial, folder)
+    except OSError as exc:
+        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    staged = Staged(final_path, 0, "", content_type, temp=temp, out=out)
+    try:
+        try:
+            # anyio lets a started worker call finish even when the task is cancelled; the
+            # file is closed by `discard`, never left to the GC.
+            async for chunk in response.content.iter_chunked(chunk_size):
+                received += len(chunk)
+                await anyio.to_thread.run_sync(_hash_and_write, hasher, out, chunk)
+            check_length(received, declared)
+        except (aiohttp.ClientError, TimeoutError):
+            raise  # transport errors (some are OSErrors too) are api.py's to translate
+        except OSError as exc:
+            raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
+    except BaseException:
+        discard([staged])
+        raise
+    staged.bytes = received
+    staged.digest = f"{DIGEST_ALGORITHM}:{hasher.hexdigest()}"
+    return staged
+
+
+def _hash_and_write(hasher: Any, out: BinaryIO, chunk: bytes) -> None:
+    hasher.update(chunk)
+    out.write(chunk)
+
+
+def commit(
+    staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]] = ()
+) -> list[Downloaded]:
+    """Put staged bodies, then JSON `documents` (path, data), in place durably; blocking.
+
+    Every file is written to a temporary name and fsynced, then renamed over its final name;
+    the folders involved are fsynced once, at the end, so a job's files and its `job.json`
+    cost one folder sync, not one each, and one worker-thread call in all. On an error, what
+    was not renamed yet is removed and `DownloadError` is raised (data that does not serialise
+    raises `TypeError` before anything touches the disk); what was renamed is complete.
+    """
+    texts = [(path, _json_bytes(data)) for path, data in documents]
+    pending = list(staged)
+    done: list[Downloaded] = []
+    folders: dict[Path, None] = {}
+    target = ""
+    try:
+        while pending:
+            item = pending[0]
+            target = os.fspath(item.path)
+            if item.body is not None:
+                item.temp, item.out = _open_partial(item.path.parent)
+                item.out.write(item.body)
+            assert item.temp is not None and item.out is not None
+            with item.out:
+                _flush_and_sync(item.out)
+            os.replace(item.temp, item.path)
+            pending.pop(0)
+            folders[item.path.parent] = None
+            done.append(
+                Downloaded(
+                    path=item.path,
+                    bytes=item.bytes,
+                    digest=item.digest,
+                    content_type=item.content_type,
+                    mtime_ns=os.stat(item.path).st_mtime_ns,
+                )
+            )
+        for path, data in texts:
+            target = os.fspath(path)
+            _write_atomic(path, data)
+            folders[path.parent] = None
+        for folder in folders:
+            fsync_folder(folder)
+    except OSError as exc:
+        discard(pending)
+        raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        discard(pending)
+        raise
+    return done
+
+
+def discard(staged: Iterable[Staged]) -> None:
+    """Close and remove the temporary files of staged bodies that were not committed."""
+    for item in staged:
+        if item.out is not None:
+            with contextlib.suppress(OSError):
+                item.out.close()
+        if item.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.temp)
+        item.body = None
+
+
 async def stream_to_file(
     response: aiohttp.ClientResponse,
     final_path: Path,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Downloaded:
-    """Stream `response`'s body to `final_path`, atomically, hashing it on the way.
-
-    The body goes to a temporary file in the same folder; its length is checked against
-    `Content-Length`, the file is flushed and fsynced, renamed over `final_path`, and the
-    folder is fsynced. On any error, cancellation included, the temporary file is removed and
-    the error propagates: `RetryableDownloadError` for a length mismatch, `DownloadError` for
-    a local I/O failure, aiohttp's own exception for a transport failure.
-    """
-    folder = final_path.parent
-    content_type = response.headers.get("Content-Type")
-    declared = _declared_length(response)
-    if declared is not None and declared <= chunk_size:
-        # A body of one chunk (every stem of a few seconds, every job.json-sized file) is
-        # read whole and written in ONE worker-thread call: a thread hop costs about as much
-        # CPU as a small write, and the streaming path below makes four per file.
-        body = await response.read()
-        check_length(len(body), declared)
-        try:
-            sha256 = await anyio.to_thread.run_sync(_write_whole, final_path, body)
-        except OSError as exc:
-            raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
-        return Downloaded(
-            path=final_path, bytes=len(body), sha256=sha256, content_type=content_type
-        )
-    digest = hashlib.sha256()
-    received = 0
+    """`stage` then `commit` (in a worker thread): one file, in place when this returns."""
+    staged = await stage(response, final_path, chunk_size=chunk_size)
     try:
-        temp, out = await anyio.to_thread.run_sync(_open_partial, folder)
-    except OSError as exc:
-        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        try:
-            # Disk work runs in worker threads; anyio lets a started one finish even when the
-            # task is cancelled, and the file is closed here, never left to the GC.
-            with out:
-                async for chunk in response.content.iter_chunked(chunk_size):
-                    digest.update(chunk)
-                    received += len(chunk)
-                    await anyio.to_thread.run_sync(out.write, chunk)
-                check_length(received, declared)
-                await anyio.to_thread.run_sync(_flush_and_sync, out)
-            os.replace(temp, final_path)
-            await anyio.to_thread.run_sync(fsync_folder, folder)
-        except (aiohttp.ClientError, TimeoutError):
-            raise  # transport errors (some are OSErrors too) are api.py's to translate
-        except OSError as exc:
-            raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
+        (downloaded,) = await anyio.to_thread.run_sync(commit, [staged])
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        discard([staged])
         raise
-    return Downloaded(
-        path=final_path, bytes=received, sha256=digest.hexdigest(), content_type=content_type
-    )
+    return downloaded
 
 
-def _write_whole(final_path: Path, body: bytes) -> str:
-    """Write `body` to `final_path` atomically (temporary file, fsync, rename, folder
-    fsync); its sha256."""
-    sha256 = hashlib.sha256(body).hexdigest()
-    temp, out = _open_partial(final_path.parent)
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`."""
+    temp, out = _open_partial(path.parent)
     try:
         with out:
-            out.write(body)
+            out.write(data)
             _flush_and_sync(out)
-        os.replace(temp, final_path)
+        os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    fsync_folder(final_path.parent)
-    return sha256
 
 
 def _flush_and_sync(out: BinaryIO) -> None:
@@ -331,24 +461,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
     anything touches the disk; a file that cannot be written (disk full, a folder in the
     way) raises `DownloadError`, like a stem that cannot be.
     """
+    commit([], [(path, data)])
+
+
+def _json_bytes(data: Any) -> bytes:
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
-    folder = path.parent
-    try:
-        temp, out = _open_partial(folder)
-    except OSError as exc:
-        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        with out:
-            out.write((text + "\n").encode("utf-8"))
-            _flush_and_sync(out)
-        os.replace(temp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        if isinstance(exc, OSError):
-            raise DownloadError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    fsync_folder(folder)
+    return (text + "\n").encode("utf-8")
 
 
 def _json_default(value: Any) -> Any:

@@ -30,13 +30,12 @@ resumed from an earlier run gets a whole `poll.timeout` from the moment it is re
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,6 +47,10 @@ from orchestrator.api import Stem, YoukaClient
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.download import (
     ExpiredUrlError,
+    Staged,
+    commit,
+    digest_matches,
+    discard,
     is_safe_name,
     remove_partials,
     safe_path,
@@ -389,9 +392,10 @@ class _Sweep:
         files_ok = False
         if row is not None and row.status is Status.DONE:
             stems = self.store.stems(job.project, job.model)
-            files_ok = await anyio.to_thread.run_sync(_files_intact, self.out, stems)
-            if files_ok:
-                await anyio.to_thread.run_sync(self._ensure_job_file, row, stems)
+            verified = await anyio.to_thread.run_sync(self._check_done, row, stems)
+            files_ok = verified is not None
+            if verified:
+                self.store.record_verified(job.project, job.model, verified)
         decision = decide(row.recorded() if row else None, files_ok=files_ok, mode=self.mode)
         entry = Entry(job, decision, row)
         if decision.action is Action.SKIP_DONE:
@@ -574,48 +578,57 @@ class _Sweep:
         row = self.store.get(job.project, job.model)
         assert row is not None
         self._show(entry, DOWNLOADING)
-        got: dict[str, StemRow] = {}
+        staged: dict[str, tuple[Stem, Staged]] = {}
         expired: ExpiredUrlError | None = None
-        for _ in range(EXPIRED_URL_ROUNDS):
-            try:
-                project = await self.client.project(job.project)
-            except CredentialsError:
-                raise
-            except ApiError as exc:
-                self._download_failed(entry, row, f"project could not be read: {exc}")
-                return
-            chosen = select_stems(
-                project.stems,
-                model=job.model,
-                wanted=self.manifest.download_types,
-                known_ids=row.known_stem_ids,
-                is_safe=is_safe_name,
-            )
-            if chosen.delivered == 0:
-                reason = f"the project lists no stems of {job.model} (replaced since?)"
+        try:
+            for _ in range(EXPIRED_URL_ROUNDS):
+                try:
+                    project = await self.client.project(job.project)
+                except CredentialsError:
+                    raise
+                except ApiError as exc:
+                    self._download_failed(entry, row, f"project could not be read: {exc}")
+                    return
+                chosen = select_stems(
+                    project.stems,
+                    model=job.model,
+                    wanted=self.manifest.download_types,
+                    known_ids=row.known_stem_ids,
+                    is_safe=is_safe_name,
+                )
+                if chosen.delivered == 0:
+                    reason = f"the project lists no stems of {job.model} (replaced since?)"
+                    self._download_failed(entry, row, reason)
+                    return
+                try:
+                    # One slot per job, held until its files are in place: at most
+                    # DOWNLOAD_CONCURRENCY jobs hold received bodies at a time.
+                    async with self._downloads:
+                        for stem in chosen.chosen:
+                            if stem.type not in staged:
+                                staged[stem.type] = (stem, await self._stage(job, stem))
+                        files = [staged[s.type] for s in chosen.chosen]
+                        staged.clear()  # commit puts them in place or removes them
+                        # The job's files and its job.json in one worker-thread call.
+                        stems = await anyio.to_thread.run_sync(
+                            self._commit_job, row, files, chosen.missing, chosen.unsafe
+                        )
+                except ExpiredUrlError as exc:
+                    expired = exc
+                    log.info("download.expired_url", project=job.project, model=job.model)
+                    continue
+                except DownloadError as exc:
+                    self._download_failed(entry, row, str(exc))
+                    return
+                break
+            else:
+                reason = (
+                    f"stem URLs kept expiring after {EXPIRED_URL_ROUNDS} project reads: {expired}"
+                )
                 self._download_failed(entry, row, reason)
                 return
-            try:
-                for stem in chosen.chosen:
-                    if stem.type not in got:
-                        got[stem.type] = await self._download(job, stem)
-            except ExpiredUrlError as exc:
-                expired = exc
-                log.info("download.expired_url", project=job.project, model=job.model)
-                continue
-            except DownloadError as exc:
-                self._download_failed(entry, row, str(exc))
-                return
-            break
-        else:
-            reason = f"stem URLs kept expiring after {EXPIRED_URL_ROUNDS} project reads: {expired}"
-            self._download_failed(entry, row, reason)
-            return
-        stems = [got[s.type] for s in chosen.chosen]
-        # In a worker thread: the file's two fsyncs would otherwise stall every other job.
-        await anyio.to_thread.run_sync(
-            self._write_job_file, row, stems, chosen.missing, chosen.unsafe
-        )
+        finally:
+            discard(file for _, file in staged.values())
         self.store.mark_done(
             job.project, job.model, stems, missing_types=chosen.missing, unsafe_types=chosen.unsafe
         )
@@ -634,31 +647,48 @@ class _Sweep:
             unsafe_types=list(chosen.unsafe),
         )
 
-    async def _download(self, job: Job, stem: Stem) -> StemRow:
+    async def _stage(self, job: Job, stem: Stem) -> Staged:
         dest = safe_path(self.out, job.model, job.project, stem.type)
-        async with self._downloads:
-            got = await self.client.download(stem.url, dest)
+        got = await self.client.fetch(stem.url, dest)
         log.debug("download.finished", project=job.project, model=job.model, type=stem.type)
-        return StemRow(
-            type=stem.type,
-            stem_id=stem.id,
-            duration=stem.duration,
-            bytes=got.bytes,
-            sha256=got.sha256,
-            file=got.path.relative_to(self.out).as_posix(),
+        return got
+
+    def _commit_job(
+        self,
+        row: JobRow,
+        files: list[tuple[Stem, Staged]],
+        missing: Sequence[str],
+        unsafe: Sequence[str],
+    ) -> list[StemRow]:
+        """Put a job's received files and its `job.json` in place (blocking); their rows."""
+        rows = [
+            StemRow(
+                type=stem.type,
+                stem_id=stem.id,
+                duration=stem.duration,
+                bytes=file.bytes,
+                digest=file.digest,
+                file=file.path.relative_to(self.out).as_posix(),
+            )
+            for stem, file in files
+        ]
+        placed = commit(
+            [file for _, file in files], [self._job_document(row, rows, missing, unsafe)]
         )
+        return [replace(r, mtime_ns=p.mtime_ns) for r, p in zip(rows, placed, strict=True)]
 
     def _download_failed(self, entry: Entry, row: JobRow, reason: str) -> None:
         self.store.mark_download_failed(entry.job.project, entry.job.model, reason)
         self._fail(entry, Status.DOWNLOAD_FAILED, row.attempt, reason)
 
-    def _write_job_file(
+    def _job_document(
         self,
         row: JobRow,
         stems: list[StemRow],
         missing: Iterable[str],
         unsafe: Iterable[str],
-    ) -> None:
+    ) -> tuple[Path, dict[str, Any]]:
+        """Where the job's `job.json` goes, and what it says."""
         document = job_document(
             project=row.project,
             model=row.model,
@@ -674,7 +704,8 @@ class _Sweep:
                     "type": s.type,
                     "duration": s.duration,
                     "bytes": s.bytes,
-                    "sha256": s.sha256,
+                    # `blake3: <hex>` (as `b3sum` prints it); `sha256` for older records.
+                    **dict([s.digest.split(":", 1)]),
                     "file": Path(s.file).name,
                 }
                 for s in stems
@@ -682,12 +713,33 @@ class _Sweep:
             missing_types=list(missing),
             unsafe_types=list(unsafe),
         )
-        write_json_atomic(safe_path(self.out, row.model, row.project, JOB_FILE), document)
+        return safe_path(self.out, row.model, row.project, JOB_FILE), document
 
-    def _ensure_job_file(self, row: JobRow, stems: list[StemRow]) -> None:
-        """Rewrite a done job's `job.json` from the state when it went missing (no API work)."""
-        if not safe_path(self.out, row.model, row.project, JOB_FILE).exists():
-            self._write_job_file(row, stems, row.missing_types, row.unsafe_types)
+    def _check_done(self, row: JobRow, stems: list[StemRow]) -> list[StemRow] | None:
+        """Whether a done job's files are intact (blocking); None when one is not.
+
+        A file whose size and modification time are those recorded is trusted as it is; any
+        other is hashed, and kept when its digest is the recorded one: those come back with
+        their new modification time, to be recorded. A missing `job.json` is written again
+        from the state (no API work).
+        """
+        verified = []
+        for stem in stems:
+            path = self.out / stem.file
+            try:
+                status = path.stat()
+            except OSError:
+                return None
+            if status.st_size != stem.bytes:
+                return None
+            if status.st_mtime_ns != stem.mtime_ns:
+                if not digest_matches(path, stem.digest):
+                    return None
+                verified.append(replace(stem, mtime_ns=status.st_mtime_ns))
+        job_file, document = self._job_document(row, stems, row.missing_types, row.unsafe_types)
+        if not job_file.exists():
+            write_json_atomic(job_file, document)
+        return verified
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -716,24 +768,6 @@ class _Sweep:
             self.tally.note(Note(job.project, job.model, "missing", row.missing_types))
         if row.unsafe_types:
             self.tally.note(Note(job.project, job.model, "unsafe", row.unsafe_types))
-
-
-def _files_intact(out: Path, stems: Iterable[StemRow]) -> bool:
-    """Whether every recorded file exists with its recorded size and sha256."""
-    for stem in stems:
-        path = out / stem.file
-        try:
-            if path.stat().st_size != stem.bytes:
-                return False
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-        except OSError:
-            return False
-        if digest.hexdigest() != stem.sha256:
-            return False
-    return True
 
 
 async def _save_references(

@@ -41,7 +41,12 @@ Tables:
               model's stems that existed before the submission, missing/unsafe types
     attempts  one row per (project, model, attempt): the history of keys and outcomes
     stems     one row per (project, model, type): the downloaded file (relative to the
-              output root), its bytes and sha256, the stem's id and duration
+              output root), its bytes, digest (`blake3:<hex>`) and modification time in
+              nanoseconds, the stem's id and duration
+
+Schema 2 (digests with their algorithm, modification times) replaced schema 1 (`sha256`
+column): a writer upgrades a store of schema 1 in place, in one transaction, keeping its
+digests as `sha256:<hex>`; readers and `adopt` read both.
 
 Nothing secret is stored: no API key, no URL.
 """
@@ -67,7 +72,7 @@ from orchestrator.lifecycle import Recorded, Status
 STATE_DIR = ".stemsweep"
 STATE_FILE = "state.db"
 LOCK_SUFFIX = ".lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -105,8 +110,9 @@ CREATE TABLE IF NOT EXISTS stems (
     stem_id TEXT NOT NULL,
     duration REAL,
     bytes INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
+    digest TEXT NOT NULL,
     file TEXT NOT NULL,
+    mtime_ns INTEGER,
     PRIMARY KEY (project, model, type)
 );
 """
@@ -117,10 +123,20 @@ _JOB_COLUMNS = (
 )
 
 
+_STEM_COLUMNS = "type, stem_id, duration, bytes, digest, file, mtime_ns"
+# The same values from a store of schema 1, which had a bare sha256 and no modification times.
+_STEM_COLUMNS_V1 = "type, stem_id, duration, bytes, 'sha256:' || sha256, file, NULL"
+_UPGRADE_FROM_V1 = (
+    "ALTER TABLE stems RENAME COLUMN sha256 TO digest",
+    "UPDATE stems SET digest = 'sha256:' || digest",
+    "ALTER TABLE stems ADD COLUMN mtime_ns INTEGER",
+)
+
 _ADOPTED_TABLES = (
-    ("jobs", _JOB_COLUMNS),
-    ("attempts", "project, model, attempt, key, task_id, status, submitted_at, finished_at, error"),
-    ("stems", "project, model, type, stem_id, duration, bytes, sha256, file"),
+    ("jobs", _JOB_COLUMNS, _JOB_COLUMNS),
+    ("attempts",)
+    + ("project, model, attempt, key, task_id, status, submitted_at, finished_at, error",) * 2,
+    ("stems", f"project, model, {_STEM_COLUMNS}", f"project, model, {_STEM_COLUMNS_V1}"),
 )
 _SHARD_STORE = re.compile(r"state-shard-(\d+)-of-(\d+)\.db")
 
@@ -185,23 +201,34 @@ class JobRow:
 
 @dataclass(frozen=True)
 class StemRow:
-    """One downloaded stem file; `file` is relative to the output root."""
+    """One downloaded stem file; `file` is relative to the output root, `digest` is
+    `algorithm:hex`, `mtime_ns` the file's modification time when it was last verified
+    (None: never recorded, the file must be hashed to be trusted)."""
 
     type: str
     stem_id: str
     duration: float | None
     bytes: int
-    sha256: str
+    digest: str
     file: str
+    mtime_ns: int | None = None
 
 
 class StateStore:
     """The jobs of one output tree. Use `open_writer` or `open_reader`, as context managers."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        lock_fd: int | None,
+        *,
+        stem_columns: str = _STEM_COLUMNS,
+    ) -> None:
         self._conn = conn
         self.path = path
         self._lock_fd = lock_fd
+        self._stem_columns = stem_columns
 
     # -- opening and closing -------------------------------------------------------------
 
@@ -220,11 +247,14 @@ class StateStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
+                if version not in (0, 1, SCHEMA_VERSION):
                     raise UsageError(
                         f"state {path} has schema version {version}; this stemsweep "
-                        f"understands version {SCHEMA_VERSION}"
+                        f"understands versions 1 and {SCHEMA_VERSION}: use the stemsweep "
+                        "that wrote it"
                     )
+                if version == 1:
+                    _upgrade_from_v1(conn)
                 conn.executescript(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -245,7 +275,9 @@ class StateStore:
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
                 ).fetchone()[0]
             if tables:
-                return cls(conn, path, None)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                columns = _STEM_COLUMNS_V1 if version == 1 else _STEM_COLUMNS
+                return cls(conn, path, None, stem_columns=columns)
             conn.close()
         empty = sqlite3.connect(":memory:")
         empty.executescript(_SCHEMA)
@@ -281,8 +313,7 @@ class StateStore:
     def stems(self, project: str, model: str) -> list[StemRow]:
         """The recorded files of one job, by type."""
         rows = self._conn.execute(
-            "SELECT type, stem_id, duration, bytes, sha256, file FROM stems "
-            "WHERE project = ? AND model = ? ORDER BY type",
+            f"SELECT {self._stem_columns} FROM stems WHERE project = ? AND model = ? ORDER BY type",
             (project, model),
         ).fetchall()
         return [StemRow(*row) for row in rows]
@@ -378,10 +409,20 @@ class StateStore:
                 "DELETE FROM stems WHERE project = ? AND model = ?", (project, model)
             )
             self._conn.executemany(
-                "INSERT INTO stems (project, model, type, stem_id, duration, bytes, sha256, file)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO stems (project, model, {_STEM_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (project, model, s.type, s.stem_id, s.duration, s.bytes, s.sha256, s.file)
+                    (
+                        project,
+                        model,
+                        s.type,
+                        s.stem_id,
+                        s.duration,
+                        s.bytes,
+                        s.digest,
+                        s.file,
+                        s.mtime_ns,
+                    )
                     for s in stems
                 ],
             )
@@ -396,6 +437,15 @@ class StateStore:
                     project,
                     model,
                 ),
+            )
+
+    def record_verified(self, project: str, model: str, stems: Sequence[StemRow]) -> None:
+        """Record the modification times of a done job's files, found intact by their digest."""
+        # Lost: the files are hashed once more by the next run.
+        with self._transaction(project, model, durable=False):
+            self._conn.executemany(
+                "UPDATE stems SET mtime_ns = ? WHERE project = ? AND model = ? AND type = ?",
+                [(s.mtime_ns, project, model, s.type) for s in stems],
             )
 
     # -- records of another sharding of the same tree -------------------------------------
@@ -423,13 +473,13 @@ class StateStore:
                     "SELECT count(*) FROM other.sqlite_master WHERE type = 'table' "
                     "AND name IN ('jobs', 'attempts', 'stems')"
                 ).fetchone()[0]
-                if version != SCHEMA_VERSION or tables != 3:
+                if version not in (1, SCHEMA_VERSION) or tables != 3:
                     return 0
-                return self._copy_from_other()
+                return self._copy_from_other(version)
         finally:
             self._conn.execute("DETACH DATABASE other")
 
-    def _copy_from_other(self) -> int:
+    def _copy_from_other(self, version: int) -> int:
         picked = "(project, model) IN (SELECT project, model FROM temp.adopted)"
         self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -441,10 +491,11 @@ class StateStore:
             )
             count = int(self._conn.execute("SELECT count(*) FROM temp.adopted").fetchone()[0])
             self._conn.execute(f"DELETE FROM main.stems WHERE {picked}")
-            for table, columns in _ADOPTED_TABLES:
+            for table, columns, columns_v1 in _ADOPTED_TABLES:
+                source = columns_v1 if version == 1 else columns
                 self._conn.execute(
                     f"INSERT OR REPLACE INTO main.{table} ({columns}) "
-                    f"SELECT {columns} FROM other.{table} WHERE {picked}"
+                    f"SELECT {source} FROM other.{table} WHERE {picked}"
                 )
             self._conn.execute("DROP TABLE temp.adopted")
         except BaseException:
@@ -501,6 +552,19 @@ class StateStore:
             finally:
                 if not durable:
                     self._conn.execute("PRAGMA synchronous=FULL")
+
+
+def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
+    """Turn a store of schema 1 into schema 2, in one transaction (module docstring)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _UPGRADE_FROM_V1:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _job_row(row: tuple[object, ...]) -> JobRow:

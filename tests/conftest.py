@@ -185,8 +185,9 @@ def no_retry_waits() -> Any:
 
 def check_tree(out: Any, state_path: Any) -> int:
     """Assert every done job's files match the state and job.json; return how many files."""
-    import hashlib
     import json
+
+    import blake3
 
     from orchestrator.lifecycle import Status
     from orchestrator.state import StateStore
@@ -202,8 +203,9 @@ def check_tree(out: Any, state_path: Any) -> int:
             assert job["key"] == row.key and job["attempt"] == row.attempt
             for stem in job["stems"]:
                 path = out / row.model / row.project / stem["file"]
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                assert digest == stem["sha256"] == recorded[stem["type"]].sha256, path
+                digest = blake3.blake3(path.read_bytes()).hexdigest()
+                assert digest == stem["blake3"], path
+                assert recorded[stem["type"]].digest == f"blake3:{digest}", path
                 assert path.stat().st_size == stem["bytes"]
                 files += 1
     return files

@@ -7,7 +7,6 @@ started by the test on 127.0.0.1, port 0.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import blake3
 import pytest
 import structlog
 from aiohttp import web
@@ -527,7 +527,7 @@ async def test_a_truncated_body_is_retryable_and_leaves_no_file(tmp_path: Path) 
 
 
 async def test_a_truncated_body_then_a_whole_one_gives_the_whole_file(tmp_path: Path) -> None:
-    """The retry after a cut body writes the complete file with its own sha256."""
+    """The retry after a cut body writes the complete file with its own digest."""
     body = bytes(range(256)) * 8
     cut = cut_after(100, len(body))
 
@@ -540,7 +540,7 @@ async def test_a_truncated_body_then_a_whole_one_gives_the_whole_file(tmp_path: 
         got = await youka.download(storage.url("/s"), tmp_path / "vocals")
     assert got.path == tmp_path / "vocals.flac"
     assert got.path.read_bytes() == body and got.bytes == len(body)
-    assert got.sha256 == hashlib.sha256(body).hexdigest()
+    assert got.digest == "blake3:" + blake3.blake3(body).hexdigest()
     assert files_in(tmp_path) == ["vocals.flac"]
 
 
@@ -657,7 +657,7 @@ async def test_chaos_faults_are_survived_with_every_file_correct(tmp_path: Path)
                 for stem in project.stems:
                     got = await youka.download(stem.url, tmp_path / pid / stem.id)
                     expected = await sim.context.media.stem_bytes(sim.context.world.stems[stem.id])
-                    assert got.sha256 == hashlib.sha256(expected).hexdigest()
+                    assert got.digest == "blake3:" + blake3.blake3(expected).hexdigest()
         snap = sim.record.snapshot()
     # The run met faults on both sides: downloads cut or dropped, API calls refused.
     assert snap["truncated_bodies"] + snap["dropped_connections"] >= 2

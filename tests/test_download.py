@@ -13,20 +13,28 @@ from typing import Any
 
 import aiohttp
 import anyio
+import blake3
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from orchestrator import download
 from orchestrator.api import YoukaClient
 from orchestrator.download import (
     MAX_NAME_LENGTH,
     PARTIAL_PREFIX,
     RetryableDownloadError,
+    Staged,
     check_length,
+    commit,
+    digest_matches,
+    discard,
     extension_for,
+    file_digest,
     is_safe_name,
     remove_partials,
     safe_path,
+    stage,
     stream_to_file,
     with_extension,
     write_json_atomic,
@@ -240,12 +248,13 @@ async def endless(request: web.Request) -> web.StreamResponse:
 
 @pytest.mark.anyio
 async def test_stream_to_file_hashes_verifies_and_renames(tmp_path: Path) -> None:
-    """The file holds the body, with its sha256 and size; no temporary file is left."""
+    """The file holds the body, with its BLAKE3 digest and size; no temporary file is left."""
     final = tmp_path / "mdx23c" / "prj_1" / "vocals.flac"
     async with fetched(whole) as response:
         got = await stream_to_file(response, final, chunk_size=4096)
     assert got.path == final and final.read_bytes() == BODY
-    assert got.bytes == len(BODY) and got.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert got.bytes == len(BODY) and got.digest == "blake3:" + blake3.blake3(BODY).hexdigest()
+    assert got.mtime_ns == final.stat().st_mtime_ns
     assert got.content_type == "audio/flac"
     assert [p.name for p in all_files(tmp_path)] == ["vocals.flac"]
     assert stat.S_IMODE(final.stat().st_mode) & 0o044  # readable by others, unlike mkstemp's 0600
@@ -312,3 +321,76 @@ def test_write_json_atomic_keeps_the_old_file_when_data_cannot_be_written(tmp_pa
         write_json_atomic(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": True}
     assert all_files(tmp_path) == [path]
+
+
+# --- staging and committing a job's files ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_long_body_is_staged_in_a_temporary_file_until_committed(tmp_path: Path) -> None:
+    """`stage` leaves only a temporary file; `commit` renames it into place with its digest."""
+    final = tmp_path / "vocals.flac"
+    async with fetched(whole) as response:
+        staged = await stage(response, final, chunk_size=4096)
+    assert staged.body is None and staged.temp is not None
+    assert [p.name for p in all_files(tmp_path)] == [staged.temp.name]
+    (placed,) = commit([staged], [(tmp_path / "job.json", {"ok": True})])
+    assert final.read_bytes() == BODY
+    assert placed.digest == staged.digest == "blake3:" + blake3.blake3(BODY).hexdigest()
+    assert sorted(p.name for p in all_files(tmp_path)) == ["job.json", "vocals.flac"]
+
+
+@pytest.mark.anyio
+async def test_a_short_body_is_staged_in_memory(tmp_path: Path) -> None:
+    """A body of one chunk touches no disk before `commit`; `discard` leaves nothing."""
+    async with fetched(whole) as response:
+        staged = await stage(response, tmp_path / "vocals.flac")
+    assert staged.body == BODY and staged.temp is None
+    assert all_files(tmp_path) == []
+    discard([staged])
+    assert staged.body is None and all_files(tmp_path) == []
+
+
+def test_commit_syncs_each_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three files and a job.json in one folder: four file fsyncs, one folder fsync."""
+    synced: list[Path] = []
+    monkeypatch.setattr(download, "fsync_folder", synced.append)
+    folder = tmp_path / "m" / "p"
+    staged = [
+        Staged(folder / name, 3, "blake3:x", None, body=b"abc")
+        for name in ("a.wav", "b.wav", "c.wav")
+    ]
+    placed = commit(staged, [(folder / "job.json", {"stems": 3})])
+    assert [p.path.name for p in placed] == ["a.wav", "b.wav", "c.wav"]
+    assert synced == [folder]
+    assert sorted(p.name for p in all_files(tmp_path)) == ["a.wav", "b.wav", "c.wav", "job.json"]
+
+
+def test_a_failed_commit_removes_what_it_did_not_place(tmp_path: Path) -> None:
+    """When a file cannot be written, the staged files after it leave no temporary file."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "b.wav").mkdir()  # a folder where the second file should go
+    long = folder / f"{PARTIAL_PREFIX}long"
+    out = long.open("wb")
+    out.write(b"long body")
+    staged = [
+        Staged(folder / "a.wav", 3, "blake3:x", None, body=b"abc"),
+        Staged(folder / "b.wav", 3, "blake3:y", None, body=b"def"),
+        Staged(folder / "c.wav", 9, "blake3:z", None, temp=long, out=out),
+    ]
+    with pytest.raises(DownloadError, match="b.wav"):
+        commit(staged, [(folder / "job.json", {})])
+    assert out.closed
+    assert sorted(p.name for p in folder.iterdir()) == ["a.wav", "b.wav"]
+
+
+def test_file_digest_reads_both_algorithms(tmp_path: Path) -> None:
+    """Digests name their algorithm; sha256 ones (older records) are checked with sha256."""
+    path = tmp_path / "f"
+    path.write_bytes(BODY)
+    assert file_digest(path) == "blake3:" + blake3.blake3(BODY).hexdigest()
+    assert digest_matches(path, "sha256:" + hashlib.sha256(BODY).hexdigest())
+    assert not digest_matches(path, "sha256:" + "0" * 64)
+    assert not digest_matches(path, "md5:whatever")
+    assert not digest_matches(tmp_path / "missing", file_digest(path))

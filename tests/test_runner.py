@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import soundfile
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
 
+from orchestrator import runner
 from orchestrator.download import is_safe_name
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
@@ -192,6 +194,44 @@ async def test_rerun_does_no_api_work_and_repairs_files(
     assert record["separations_total"] == 4  # no new separation
     assert victims[0].exists()
     assert check_tree(repaired.output, repaired.state_path) >= 4
+
+
+async def test_a_rerun_hashes_only_the_files_that_changed(
+    start_simulator: StartSimulator, write_manifest: WriteManifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Done files with their recorded size and time are not read again; a touched but intact
+    file is hashed once and its new time recorded; a changed one makes its job download again."""
+    sim = await start_simulator(seed=7)
+    manifest = write_manifest(projects=sim.project_ids[:1], models=MODELS[:1])
+    first = await sweep(sim, manifest)
+    assert first.exit_code == 0
+    hashed: list[str] = []
+    real = runner.digest_matches
+
+    def counting(path: Path, digest: str) -> bool:
+        hashed.append(path.name)
+        return real(path, digest)
+
+    monkeypatch.setattr(runner, "digest_matches", counting)
+    assert (await sweep(sim, manifest)).exit_code == 0
+    assert hashed == []
+
+    job_dir = first.output / MODELS[0] / sim.project_ids[0]
+    touched, changed = sorted(p for p in job_dir.iterdir() if p.name != "job.json")[:2]
+    later = touched.stat().st_mtime_ns + 2_000_000_000
+    os.utime(touched, ns=(later, later))
+    changed.write_bytes(bytes(reversed(changed.read_bytes())))  # same size, other bytes
+    os.utime(changed, ns=(later, later))
+    downloads = sim.record.snapshot()["downloads"]
+    repaired = await sweep(sim, manifest)
+    assert repaired.exit_code == 0
+    assert sorted(hashed) == sorted([touched.name, changed.name])
+    assert sim.record.snapshot()["downloads"] == downloads + 2  # the job's two files
+    assert check_tree(repaired.output, repaired.state_path) >= 2
+
+    hashed.clear()
+    assert (await sweep(sim, manifest)).exit_code == 0
+    assert hashed == []  # the touched file's new time was recorded
 
 
 async def test_retry_resubmits_failed_separations_with_new_keys(

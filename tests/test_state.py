@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,9 @@ def test_lifecycle_of_a_job_is_recorded(db: Path) -> None:
         assert row.known_stem_ids == ("stm_old",)
         store.mark_submitted("prj_a", "demucs", "tsk_1")
         store.mark_finished("prj_a", "demucs", Status.SUCCEEDED)
-        stem = StemRow("vocals", "stm_new", 2.0, 10, "ab" * 32, "demucs/prj_a/vocals.wav")
+        stem = StemRow(
+            "vocals", "stm_new", 2.0, 10, "blake3:" + "ab" * 32, "demucs/prj_a/vocals.wav", 7
+        )
         store.mark_done("prj_a", "demucs", [stem], missing_types=["backing_vocals"])
         row = store.get("prj_a", "demucs")
         assert row is not None
@@ -132,3 +135,69 @@ def test_reader_of_a_store_being_created_is_empty(tmp_path: Path) -> None:
     sqlite3.connect(path).close()  # the file exists, its tables not yet
     with StateStore.open_reader(path) as reader:
         assert list(reader.iter_jobs()) == []
+
+
+V1_STEMS = """
+CREATE TABLE stems (
+    project TEXT NOT NULL, model TEXT NOT NULL, type TEXT NOT NULL, stem_id TEXT NOT NULL,
+    duration REAL, bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, file TEXT NOT NULL,
+    PRIMARY KEY (project, model, type)
+);
+"""
+
+
+def write_v1_store(path: Path) -> None:
+    """A store as schema 1 wrote it: a done job with one file and its bare sha256."""
+    with StateStore.open_writer(path) as store:
+        store.commit_key("prj_a", "demucs", attempt=1, key="k1", known_stem_ids=[])
+        store.mark_finished("prj_a", "demucs", Status.SUCCEEDED)
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE stems;" + V1_STEMS)
+    conn.execute(
+        "INSERT INTO stems VALUES ('prj_a', 'demucs', 'vocals', 'stm_1', 2.0, 10, ?, ?)",
+        ("cd" * 32, "demucs/prj_a/vocals.wav"),
+    )
+    conn.execute("UPDATE jobs SET status = 'done'")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+
+V1_STEM = StemRow("vocals", "stm_1", 2.0, 10, "sha256:" + "cd" * 32, "demucs/prj_a/vocals.wav")
+
+
+def test_a_store_of_schema_1_is_read_and_upgraded(db: Path) -> None:
+    """Schema 1's sha256 digests read as `sha256:<hex>`; the writer upgrades the file in place."""
+    write_v1_store(db)
+    with StateStore.open_reader(db) as reader:
+        assert reader.stems("prj_a", "demucs") == [V1_STEM]
+    with StateStore.open_writer(db) as store:
+        assert store.stems("prj_a", "demucs") == [V1_STEM]
+        row = store.get("prj_a", "demucs")
+        assert row is not None and row.status is Status.DONE and row.key == "k1"
+        store.record_verified("prj_a", "demucs", [replace(V1_STEM, mtime_ns=5)])
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    with StateStore.open_reader(db) as reader:
+        assert reader.stems("prj_a", "demucs") == [replace(V1_STEM, mtime_ns=5)]
+
+
+def test_a_store_of_schema_1_is_adopted(tmp_path: Path) -> None:
+    """Records of schema 1 in another split's store are adopted with their digests."""
+    old = tmp_path / "state.db"
+    write_v1_store(old)
+    with StateStore.open_writer(tmp_path / "state-shard-0-of-2.db") as store:
+        assert store.adopt(old, lambda project: True) == 1
+        assert store.stems("prj_a", "demucs") == [V1_STEM]
+
+
+def test_a_store_of_a_newer_schema_is_refused(db: Path) -> None:
+    """A store written by a newer stemsweep is left untouched, with a message that says so."""
+    with StateStore.open_writer(db):
+        pass
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=9")
+    conn.close()
+    with pytest.raises(UsageError, match="schema version 9"):
+        StateStore.open_writer(db)
