@@ -347,7 +347,7 @@ def plan(
     """Show what a run would do, without any network: jobs, keys, state, output paths.
 
     Reads the manifest and the state only. A done job whose files are all present counts
-    as done here (`run` also checks their sha256).
+    as done here (`run` also hashes those whose modification time changed).
 
     \b
     Example:

@@ -108,7 +108,7 @@ class Decision:
 
 
 def decide(recorded: Recorded | None, *, files_ok: bool, mode: Mode) -> Decision:
-    """The next action for a job; `files_ok`: every recorded file exists with its sha256."""
+    """The next action for a job; `files_ok`: every recorded file exists with its digest."""
     if recorded is None:
         return Decision(Action.SUBMIT, 1)
     status, attempt = recorded.status, recorded.attempt

@@ -217,7 +217,7 @@ def job_document(
     missing_types: Sequence[str] = (),
     unsafe_types: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The content of a job's `job.json`; each stem: id, type, duration, bytes, sha256, file.
+    """The content of a job's `job.json`; each stem: id, type, duration, bytes, blake3, file.
 
     `file` is relative to the folder of `job.json`. No URL and no API key appear.
     """
