@@ -105,6 +105,7 @@ def _measure(
         rounds: list[tuple[Usage, dict[str, Any], Usage]] = []
         for round_ in range(1, ROUNDS + 1):
             out = files_dir / f"out-{round_}"
+            os.sync()  # each client starts with no dirty pages of the other's to write back
             ours = run_stemsweep(
                 ["run", str(manifest), "--no-progress", "--out", str(out)],
                 workdir,
@@ -114,6 +115,7 @@ def _measure(
                 raise RuntimeError(f"stemsweep run exited {ours.returncode}")
             fetched = files_dir / f"curl-{round_}"
             fetched.mkdir()
+            os.sync()
             args = [curl, "--parallel", "--parallel-max", str(CONCURRENCY), "-sS", "-f", "-L"]
             for index, project in enumerate(project_ids(files)):
                 args += ["-o", str(fetched / f"{index}.wav"), _stem_url(sim.base_url, project)]

@@ -98,7 +98,8 @@ from orchestrator.summary import (
 ENV_API_KEY = "YOUKA_API_KEY"
 ENV_API_URL = "YOUKA_API_URL"
 EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
-DOWNLOAD_CONCURRENCY = 8  # stem files fetched at once, whole run
+DOWNLOAD_CONCURRENCY = 8  # jobs receiving their stem files at once, whole run
+COMMIT_CONCURRENCY = 8  # jobs putting received files in place (fsync, rename) at once
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.json"
 REFERENCES_DIR = "_references"
@@ -335,6 +336,7 @@ class _Sweep:
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
         self.poller = Poller(client, manifest.poll, clock, seed=seed)
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
+        self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
         self._room = anyio.Event()
         self._idle = anyio.Event()
         self._live = 0
@@ -601,18 +603,23 @@ class _Sweep:
                     self._download_failed(entry, row, reason)
                     return
                 try:
-                    # One slot per job, held until its files are in place: at most
-                    # DOWNLOAD_CONCURRENCY jobs hold received bodies at a time.
                     async with self._downloads:
                         for stem in chosen.chosen:
                             if stem.type not in staged:
                                 staged[stem.type] = (stem, await self._stage(job, stem))
+                        # Handed over to a commit slot before the download slot is freed:
+                        # received bodies are always under one of the two limits, and the
+                        # next job's bytes flow while this one's fsyncs wait for the disk.
+                        await self._commits.acquire()
+                    try:
                         files = [staged[s.type] for s in chosen.chosen]
                         staged.clear()  # commit puts them in place or removes them
                         # The job's files and its job.json in one worker-thread call.
                         stems = await anyio.to_thread.run_sync(
                             self._commit_job, row, files, chosen.missing, chosen.unsafe
                         )
+                    finally:
+                        self._commits.release()
                 except ExpiredUrlError as exc:
                     expired = exc
                     log.info("download.expired_url", project=job.project, model=job.model)
