@@ -76,7 +76,14 @@ from orchestrator.lifecycle import (
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
 from orchestrator.manifest import Manifest, resolve_key_scope
-from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Entry, Poller
+from orchestrator.scheduling import (
+    ALL_GATES,
+    SEPARATION_GATES,
+    Admission,
+    Entry,
+    Poller,
+    SharedReads,
+)
 from orchestrator.state import (
     JobRow,
     StateStore,
@@ -335,6 +342,7 @@ class _Sweep:
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
         self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        self.reads = SharedReads(client)
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
         self._room = anyio.Event()
@@ -489,7 +497,7 @@ class _Sweep:
         """Read the project, then commit the key durably; None when the job cannot go on."""
         job = entry.job
         try:
-            project = await self.client.project(job.project)
+            project = await self.reads.project(job.project)
         except CredentialsError:
             raise
         except RetryableApiError as exc:
@@ -585,7 +593,7 @@ class _Sweep:
         try:
             for _ in range(EXPIRED_URL_ROUNDS):
                 try:
-                    project = await self.client.project(job.project)
+                    project = await self.reads.project(job.project)
                 except CredentialsError:
                     raise
                 except ApiError as exc:

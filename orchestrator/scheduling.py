@@ -8,6 +8,9 @@ in order, while it has room. A job blocked by its project therefore waits while 
 jobs of other projects go, and no job is ever looked at again before something it waits
 for changed: the work per job stays constant however long the buffer is.
 
+`SharedReads` lets the jobs that need the same project at the same moment (the models of one
+project submitted together, or ending together) share one `GET /projects/{id}`.
+
 `Poller` is the single loop that polls every task in flight. Tasks sit in a heap by their
 next due time (`backoff.next_poll_delay`); the loop sleeps until the earliest one (woken
 early when a new task is due sooner), starts the due polls in the run's task group, and
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestrator.api import Task, YoukaClient
+from orchestrator.api import Project, Task, YoukaClient
 from orchestrator.backoff import next_poll_delay, task_rng, window_step
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
@@ -140,6 +143,57 @@ class Admission:
             gates.append(self.in_flight)
         gates.append(self.active)
         return gates
+
+
+class _Read:
+    """One project read and the jobs waiting for its answer."""
+
+    __slots__ = ("done", "error", "project")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.project: Project | None = None
+        self.error: Exception | None = None
+
+
+class SharedReads:
+    """`GET /projects/{id}`, shared by the jobs that ask for the same project at once.
+
+    A job that asks joins the read of that project that has not been sent yet, if there is
+    one, else opens a new one. A read is open to others only until its first checkpoint
+    (every job that asks in the same turn of the event loop): its answer therefore always
+    comes from a request sent after each of its readers asked, as fresh as a read of their
+    own. When the opener fails with an API error, every reader gets that error; when it is
+    cancelled, the others read for themselves.
+    """
+
+    def __init__(self, client: YoukaClient) -> None:
+        self._client = client
+        self._open: dict[str, _Read] = {}
+
+    async def project(self, project_id: str) -> Project:
+        """The project, from a read sent after this call began."""
+        read = self._open.get(project_id)
+        if read is not None:
+            await read.done.wait()
+            if read.project is not None:
+                return read.project
+            if read.error is not None:
+                raise read.error
+            return await self.project(project_id)  # its opener was cancelled
+        read = self._open[project_id] = _Read()
+        try:
+            await anyio.lowlevel.checkpoint()  # the others who ask in this turn join
+        finally:
+            del self._open[project_id]
+        try:
+            read.project = await self._client.project(project_id)
+        except Exception as exc:
+            read.error = exc
+            raise
+        finally:
+            read.done.set()
+        return read.project
 
 
 @dataclass(frozen=True)

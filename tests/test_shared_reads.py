@@ -1,0 +1,119 @@
+"""Project reads shared by the jobs that ask for the same project at the same moment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from orchestrator.api import Project
+from orchestrator.errors import ApiError
+from orchestrator.scheduling import SharedReads
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeClient:
+    """`project()` that counts its calls, answers after `gate` opens, or fails."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.gate = anyio.Event()
+        self.fail: Exception | None = None
+
+    async def project(self, project_id: str) -> Project:
+        self.calls.append(project_id)
+        title = f"read {len(self.calls)}"  # which request answered
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+        return Project(id=project_id, title=title, stems=())
+
+
+def shared(client: FakeClient) -> SharedReads:
+    reads: Any = SharedReads(client)  # type: ignore[arg-type]
+    return reads  # type: ignore[no-any-return]
+
+
+async def test_readers_that_ask_together_share_one_request() -> None:
+    """Jobs asking for the same project in one turn get one answer; another project its own."""
+    client = FakeClient()
+    reads = shared(client)
+    got: list[Project] = []
+
+    async def read(project_id: str) -> None:
+        got.append(await reads.project(project_id))
+
+    async with anyio.create_task_group() as tg:
+        for project_id in ("prj_a", "prj_a", "prj_a", "prj_b"):
+            tg.start_soon(read, project_id)
+        await anyio.wait_all_tasks_blocked()
+        client.gate.set()
+    assert sorted(client.calls) == ["prj_a", "prj_b"]
+    assert len(got) == 4 and len({id(p) for p in got if p.id == "prj_a"}) == 1
+
+
+async def test_a_reader_after_the_request_was_sent_gets_a_fresh_one() -> None:
+    """A job that asks once the request is on its way does not take its (older) answer."""
+    client = FakeClient()
+    reads = shared(client)
+    titles: list[str] = []
+
+    async def read() -> None:
+        titles.append((await reads.project("prj_a")).title)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()  # the first request is sent, not answered
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        client.gate.set()
+    assert client.calls == ["prj_a", "prj_a"] and sorted(titles) == ["read 1", "read 2"]
+
+
+async def test_every_reader_gets_the_error_of_a_shared_read() -> None:
+    """An API error of the one request reaches each job that shared it."""
+    client = FakeClient()
+    client.fail = ApiError("GET /projects/prj_a: HTTP 404", status=404)
+    reads = shared(client)
+    errors: list[str] = []
+
+    async def read() -> None:
+        try:
+            await reads.project("prj_a")
+        except ApiError as exc:
+            errors.append(str(exc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        client.gate.set()
+    assert client.calls == ["prj_a"] and errors == ["GET /projects/prj_a: HTTP 404"] * 2
+
+
+async def test_when_the_opener_is_cancelled_the_others_read_themselves() -> None:
+    """A cancelled opener's readers are not left waiting: they send a request of their own."""
+    client = FakeClient()
+    reads = shared(client)
+    got: list[Project] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def opener() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await reads.project("prj_a")
+
+    async def read() -> None:
+        got.append(await reads.project("prj_a"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(opener)
+        tg.start_soon(read)  # in the same turn: joins the opener's read
+        await anyio.wait_all_tasks_blocked()
+        assert client.calls == ["prj_a"]
+        scopes[0].cancel()
+        await anyio.wait_all_tasks_blocked()
+        client.gate.set()
+    assert client.calls == ["prj_a", "prj_a"] and [p.title for p in got] == ["read 2"]
