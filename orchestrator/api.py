@@ -47,7 +47,6 @@ from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-import anyio
 import stamina
 from aiolimiter import AsyncLimiter
 from yarl import URL
@@ -60,8 +59,7 @@ from orchestrator.download import (
     ExpiredUrlError,
     RetryableDownloadError,
     Staged,
-    commit,
-    discard,
+    commit_one,
     extension_for,
     stage,
     with_extension,
@@ -579,14 +577,8 @@ class YoukaClient:
 
     async def download(self, url: str, dest: Path) -> Downloaded:
         """Stream `url` to `dest` plus the extension the response implies; verified, atomic:
-        `fetch`, then `download.commit` in a worker thread."""
-        staged = await self.fetch(url, dest)
-        try:
-            (downloaded,) = await anyio.to_thread.run_sync(commit, [staged])
-        except BaseException:
-            discard([staged])
-            raise
-        return downloaded
+        `fetch`, then `download.commit_one`."""
+        return await commit_one(await self.fetch(url, dest))
 
     async def fetch(self, url: str, dest: Path) -> Staged:
         """Receive `url`'s body, verified, for `dest` plus the extension the response implies;

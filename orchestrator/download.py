@@ -379,8 +379,12 @@ async def stream_to_file(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Downloaded:
-    """`stage` then `commit` (in a worker thread): one file, in place when this returns."""
-    staged = await stage(response, final_path, chunk_size=chunk_size)
+    """`stage` then `commit_one`: one file, in place when this returns."""
+    return await commit_one(await stage(response, final_path, chunk_size=chunk_size))
+
+
+async def commit_one(staged: Staged) -> Downloaded:
+    """`commit` of one staged body alone, in a worker thread; discarded if that fails."""
     try:
         (downloaded,) = await anyio.to_thread.run_sync(commit, [staged])
     except BaseException:

@@ -68,6 +68,7 @@ from orchestrator.jobs import Job, Shard, count_jobs, idempotency_key, iter_jobs
 from orchestrator.lifecycle import (
     Action,
     Mode,
+    Selection,
     Status,
     decide,
     may_resubmit,
@@ -611,23 +612,7 @@ class _Sweep:
                     self._download_failed(entry, row, reason)
                     return
                 try:
-                    async with self._downloads:
-                        for stem in chosen.chosen:
-                            if stem.type not in staged:
-                                staged[stem.type] = (stem, await self._stage(job, stem))
-                        # Handed over to a commit slot before the download slot is freed:
-                        # received bodies are always under one of the two limits, and the
-                        # next job's bytes flow while this one's fsyncs wait for the disk.
-                        await self._commits.acquire()
-                    try:
-                        files = [staged[s.type] for s in chosen.chosen]
-                        staged.clear()  # commit puts them in place or removes them
-                        # The job's files and its job.json in one worker-thread call.
-                        stems = await anyio.to_thread.run_sync(
-                            self._commit_job, row, files, chosen.missing, chosen.unsafe
-                        )
-                    finally:
-                        self._commits.release()
+                    stems = await self._receive_and_commit(job, row, chosen, staged)
                 except ExpiredUrlError as exc:
                     expired = exc
                     log.info("download.expired_url", project=job.project, model=job.model)
@@ -662,11 +647,34 @@ class _Sweep:
             unsafe_types=list(chosen.unsafe),
         )
 
-    async def _stage(self, job: Job, stem: Stem) -> Staged:
-        dest = safe_path(self.out, job.model, job.project, stem.type)
-        got = await self.client.fetch(stem.url, dest)
-        log.debug("download.finished", project=job.project, model=job.model, type=stem.type)
-        return got
+    async def _receive_and_commit(
+        self, job: Job, row: JobRow, chosen: Selection[Stem], staged: dict[str, tuple[Stem, Staged]]
+    ) -> list[StemRow]:
+        """Receive the chosen stems not in `staged` yet, then put the job's files in place.
+
+        What is received stays in `staged` until its commit takes it (the caller discards
+        what is left); a stem received in an earlier round, before a URL expired, is kept.
+        """
+        async with self._downloads:
+            for stem in chosen.chosen:
+                if stem.type not in staged:
+                    dest = safe_path(self.out, job.model, job.project, stem.type)
+                    staged[stem.type] = (stem, await self.client.fetch(stem.url, dest))
+                    log.debug(
+                        "download.finished", project=job.project, model=job.model, type=stem.type
+                    )
+            # Handed over to a commit slot before the download slot is freed: received
+            # bodies are always under one of the two limits, and the next job's bytes flow
+            # while this one's fsyncs wait for the disk.
+            await self._commits.acquire()
+        try:
+            files = [staged.pop(s.type) for s in chosen.chosen]
+            # The job's files and its job.json in one worker-thread call.
+            return await anyio.to_thread.run_sync(
+                self._commit_job, row, files, chosen.missing, chosen.unsafe
+            )
+        finally:
+            self._commits.release()
 
     def _commit_job(
         self,
