@@ -308,57 +308,125 @@ def _hash_and_write(hasher: Any, out: BinaryIO, chunk: bytes) -> None:
     out.write(chunk)
 
 
-def commit(
+@dataclass
+class _Placing:
+    """One file on its way into place: its temporary file, open, and its final path."""
+
+    temp: Path
+    out: BinaryIO
+    path: Path
+    staged: Staged | None  # None for a JSON document
+    placed: bool = False
+
+
+async def commit(
     staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]] = ()
 ) -> list[Downloaded]:
-    """Put staged bodies, then JSON `documents` (path, data), in place durably; blocking.
+    """Put staged bodies, then JSON `documents` (path, data), in place durably.
 
-    Every file is written to a temporary name and fsynced, then renamed over its final name;
-    the folders involved are fsynced once, at the end, so a job's files and its `job.json`
-    cost one folder sync, not one each, and one worker-thread call in all. On an error, what
-    was not renamed yet is removed and `DownloadError` is raised (data that does not serialise
-    raises `TypeError` before anything touches the disk); what was renamed is complete.
+    The bodies held in memory and the documents are written to temporary files here, on
+    the caller's thread (page-cache writes); one worker-thread call then fsyncs every file,
+    renames each over its final name and fsyncs their folders once. The worker thread makes
+    only the calls that wait for the disk: each call it makes hands the GIL back and forth
+    with the event loop, and those hand-offs, not the disk, were most of the CPU a job's
+    files cost. On an error, what was not renamed yet is removed and `DownloadError` is
+    raised (data that does not serialise raises `TypeError` before anything touches the
+    disk); what was renamed is complete.
     """
-    texts = [(path, _json_bytes(data)) for path, data in documents]
-    pending = list(staged)
-    done: list[Downloaded] = []
-    folders: dict[Path, None] = {}
-    target = ""
+    placing = _prepare(staged, documents)
     try:
-        while pending:
-            item = pending[0]
-            target = os.fspath(item.path)
+        await anyio.to_thread.run_sync(_place, placing)
+    except BaseException:
+        _abandon(placing)
+        raise
+    return _finish(placing)
+
+
+def commit_blocking(
+    staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]] = ()
+) -> list[Downloaded]:
+    """`commit`, all on the calling thread (for callers already off the event loop)."""
+    placing = _prepare(staged, documents)
+    try:
+        _place(placing)
+    except BaseException:
+        _abandon(placing)
+        raise
+    return _finish(placing)
+
+
+def _prepare(staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]]) -> list[_Placing]:
+    """Every file of the commit written to an open temporary file, not yet fsynced."""
+    texts = [(path, _json_bytes(data)) for path, data in documents]
+    placing: list[_Placing] = []
+    target: Path | None = None
+    try:
+        for item in staged:
+            target = item.path
             if item.body is not None:
                 item.temp, item.out = _open_partial(item.path.parent)
                 item.out.write(item.body)
             assert item.temp is not None and item.out is not None
-            with item.out:
-                _flush_and_sync(item.out)
-            os.replace(item.temp, item.path)
-            pending.pop(0)
-            folders[item.path.parent] = None
-            done.append(
-                Downloaded(
-                    path=item.path,
-                    bytes=item.bytes,
-                    digest=item.digest,
-                    content_type=item.content_type,
-                    mtime_ns=os.stat(item.path).st_mtime_ns,
-                )
-            )
+            item.out.flush()
+            placing.append(_Placing(item.temp, item.out, item.path, item))
         for path, data in texts:
-            target = os.fspath(path)
-            _write_atomic(path, data)
-            folders[path.parent] = None
-        for folder in folders:
-            fsync_folder(folder)
-    except OSError as exc:
-        discard(pending)
-        raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
-    except BaseException:
-        discard(pending)
+            target = path
+            temp, out = _open_partial(path.parent)
+            placing.append(_Placing(temp, out, path, None))
+            out.write(data)
+            out.flush()
+    except BaseException as exc:
+        _abandon(placing)
+        discard(staged)
+        if isinstance(exc, OSError):
+            raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+    return placing
+
+
+def _place(placing: Sequence[_Placing]) -> None:
+    """fsync every file, rename each over its final name, fsync their folders (blocking)."""
+    target = ""
+    try:
+        for item in placing:
+            target = os.fspath(item.path)
+            os.fsync(item.out.fileno())
+        for item in placing:
+            target = os.fspath(item.path)
+            os.replace(item.temp, item.path)
+            item.placed = True
+    except OSError as exc:
+        raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
+    for folder in dict.fromkeys(item.path.parent for item in placing):
+        fsync_folder(folder)
+
+
+def _finish(placing: Sequence[_Placing]) -> list[Downloaded]:
+    """Close the placed files; what they are, with their modification times."""
+    done = []
+    for item in placing:
+        with item.out:
+            if item.staged is not None:
+                done.append(
+                    Downloaded(
+                        path=item.path,
+                        bytes=item.staged.bytes,
+                        digest=item.staged.digest,
+                        content_type=item.staged.content_type,
+                        mtime_ns=os.fstat(item.out.fileno()).st_mtime_ns,
+                    )
+                )
     return done
+
+
+def _abandon(placing: Sequence[_Placing]) -> None:
+    """Close every file of a failed commit and remove the temporary ones not renamed."""
+    for item in placing:
+        with contextlib.suppress(OSError):
+            item.out.close()
+        if not item.placed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.temp)
 
 
 def discard(staged: Iterable[Staged]) -> None:
@@ -379,37 +447,14 @@ async def stream_to_file(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Downloaded:
-    """`stage` then `commit_one`: one file, in place when this returns."""
+    """`stage` then `commit`: one file, in place when this returns."""
     return await commit_one(await stage(response, final_path, chunk_size=chunk_size))
 
 
 async def commit_one(staged: Staged) -> Downloaded:
-    """`commit` of one staged body alone, in a worker thread; discarded if that fails."""
-    try:
-        (downloaded,) = await anyio.to_thread.run_sync(commit, [staged])
-    except BaseException:
-        discard([staged])
-        raise
+    """`commit` of one staged body alone."""
+    (downloaded,) = await commit([staged])
     return downloaded
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`."""
-    temp, out = _open_partial(path.parent)
-    try:
-        with out:
-            out.write(data)
-            _flush_and_sync(out)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-def _flush_and_sync(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
 
 
 def _open_partial(folder: Path) -> tuple[Path, BinaryIO]:
@@ -465,7 +510,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     anything touches the disk; a file that cannot be written (disk full, a folder in the
     way) raises `DownloadError`, like a stem that cannot be.
     """
-    commit([], [(path, data)])
+    commit_blocking([], [(path, data)])
 
 
 def _json_bytes(data: Any) -> bytes:

@@ -669,21 +669,18 @@ class _Sweep:
             await self._commits.acquire()
         try:
             files = [staged.pop(s.type) for s in chosen.chosen]
-            # The job's files and its job.json in one worker-thread call.
-            return await anyio.to_thread.run_sync(
-                self._commit_job, row, files, chosen.missing, chosen.unsafe
-            )
+            return await self._commit_job(row, files, chosen.missing, chosen.unsafe)
         finally:
             self._commits.release()
 
-    def _commit_job(
+    async def _commit_job(
         self,
         row: JobRow,
         files: list[tuple[Stem, Staged]],
         missing: Sequence[str],
         unsafe: Sequence[str],
     ) -> list[StemRow]:
-        """Put a job's received files and its `job.json` in place (blocking); their rows."""
+        """Put a job's received files and its `job.json` in place together; their rows."""
         rows = [
             StemRow(
                 type=stem.type,
@@ -695,7 +692,7 @@ class _Sweep:
             )
             for stem, file in files
         ]
-        placed = commit(
+        placed = await commit(
             [file for _, file in files], [self._job_document(row, rows, missing, unsafe)]
         )
         return [replace(r, mtime_ns=p.mtime_ns) for r, p in zip(rows, placed, strict=True)]

@@ -334,7 +334,7 @@ async def test_a_long_body_is_staged_in_a_temporary_file_until_committed(tmp_pat
         staged = await stage(response, final, chunk_size=4096)
     assert staged.body is None and staged.temp is not None
     assert [p.name for p in all_files(tmp_path)] == [staged.temp.name]
-    (placed,) = commit([staged], [(tmp_path / "job.json", {"ok": True})])
+    (placed,) = await commit([staged], [(tmp_path / "job.json", {"ok": True})])
     assert final.read_bytes() == BODY
     assert placed.digest == staged.digest == "blake3:" + blake3.blake3(BODY).hexdigest()
     assert sorted(p.name for p in all_files(tmp_path)) == ["job.json", "vocals.flac"]
@@ -351,22 +351,29 @@ async def test_a_short_body_is_staged_in_memory(tmp_path: Path) -> None:
     assert staged.body is None and all_files(tmp_path) == []
 
 
-def test_commit_syncs_each_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.anyio
+async def test_commit_syncs_each_folder_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three files and a job.json in one folder: four file fsyncs, one folder fsync."""
     synced: list[Path] = []
     monkeypatch.setattr(download, "fsync_folder", synced.append)
+    file_syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: file_syncs.append(fd) or real_fsync(fd))
     folder = tmp_path / "m" / "p"
     staged = [
         Staged(folder / name, 3, "blake3:x", None, body=b"abc")
         for name in ("a.wav", "b.wav", "c.wav")
     ]
-    placed = commit(staged, [(folder / "job.json", {"stems": 3})])
+    placed = await commit(staged, [(folder / "job.json", {"stems": 3})])
     assert [p.path.name for p in placed] == ["a.wav", "b.wav", "c.wav"]
-    assert synced == [folder]
+    assert synced == [folder] and len(file_syncs) == 4
     assert sorted(p.name for p in all_files(tmp_path)) == ["a.wav", "b.wav", "c.wav", "job.json"]
 
 
-def test_a_failed_commit_removes_what_it_did_not_place(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_failed_commit_removes_what_it_did_not_place(tmp_path: Path) -> None:
     """When a file cannot be written, the staged files after it leave no temporary file."""
     folder = tmp_path / "m"
     folder.mkdir()
@@ -380,7 +387,7 @@ def test_a_failed_commit_removes_what_it_did_not_place(tmp_path: Path) -> None:
         Staged(folder / "c.wav", 9, "blake3:z", None, temp=long, out=out),
     ]
     with pytest.raises(DownloadError, match="b.wav"):
-        commit(staged, [(folder / "job.json", {})])
+        await commit(staged, [(folder / "job.json", {})])
     assert out.closed
     assert sorted(p.name for p in folder.iterdir()) == ["a.wav", "b.wav"]
 
