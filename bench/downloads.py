@@ -102,17 +102,10 @@ def _measure(
         rounds: list[tuple[Usage, dict[str, Any], Usage]] = []
         for round_ in range(1, ROUNDS + 1):
             out = files_dir / f"out-{round_}"
-            os.sync()  # each client starts with no dirty pages of the other's to write back
-            ours = run_stemsweep(
-                ["run", str(manifest), "--no-progress", "--out", str(out)],
-                workdir,
-                log_name=f"stemsweep-{round_}",
-            )
-            if ours.returncode != 0:
-                raise RuntimeError(f"stemsweep run exited {ours.returncode}")
+            ours = _run_ours(manifest, out, workdir, f"stemsweep-{round_}")
             fetched = files_dir / f"curl-{round_}"
             fetched.mkdir()
-            os.sync()
+            os.sync()  # curl, too, starts with no dirty pages of stemsweep's to write back
             args = [curl, "--parallel", "--parallel-max", str(CONCURRENCY), "-sS", "-f", "-L"]
             for index, project in enumerate(project_ids(files)):
                 args += ["-o", str(fetched / f"{index}.wav"), _stem_url(sim.base_url, project)]
@@ -124,14 +117,7 @@ def _measure(
                 raise RuntimeError(f"curl fetched {got} bytes, expected {total}")
             rounds.append((ours, summary_of(out), theirs))
         # A run over the finished tree of round 1: what a nightly re-run of done jobs costs.
-        os.sync()
-        rerun = run_stemsweep(
-            ["run", str(manifest), "--no-progress", "--out", str(files_dir / "out-1")],
-            workdir,
-            log_name="stemsweep-rerun",
-        )
-        if rerun.returncode != 0:
-            raise RuntimeError(f"stemsweep re-run exited {rerun.returncode}")
+        rerun = _run_ours(manifest, files_dir / "out-1", workdir, "stemsweep-rerun")
         sim.stop()
     fixed = _fixed_cpu(opts, profile.replace(stem_bytes=SMALL_STEM_BYTES), files, files_dir)
     gib = total / 2**30
@@ -222,16 +208,22 @@ def _fixed_cpu(opts: Options, profile: Any, files: int, files_dir: Path) -> Usag
     """The client's CPU for the same jobs with small stems: start-up and bookkeeping."""
     workdir = opts.workdir / "small"
     with simulator(profile, workdir, time_scale=1.0) as sim:
-        manifest = _manifest(workdir, sim.base_url, files)
-        os.sync()
-        usage = run_stemsweep(
-            ["run", str(manifest), "--no-progress", "--out", str(files_dir / "out-small")],
-            workdir,
-            log_name="stemsweep-small",
+        usage = _run_ours(
+            _manifest(workdir, sim.base_url, files), files_dir / "out-small", workdir, "small"
         )
-        if usage.returncode != 0:
-            raise RuntimeError(f"stemsweep run exited {usage.returncode}")
         sim.stop()
+    return usage
+
+
+def _run_ours(manifest: Path, out: Path, workdir: Path, log_name: str) -> Usage:
+    """`stemsweep run` into `out`, after a `sync`: no dirty pages of an earlier client's to
+    write back while it runs."""
+    os.sync()
+    usage = run_stemsweep(
+        ["run", str(manifest), "--no-progress", "--out", str(out)], workdir, log_name=log_name
+    )
+    if usage.returncode != 0:
+        raise RuntimeError(f"stemsweep run ({log_name}) exited {usage.returncode}")
     return usage
 
 
