@@ -132,10 +132,12 @@ _UPGRADE_FROM_V1 = (
     "ALTER TABLE stems ADD COLUMN mtime_ns INTEGER",
 )
 
+_ATTEMPT_COLUMNS = "project, model, attempt, key, task_id, status, submitted_at, finished_at, error"
+
+# Each table copied by `adopt`: its columns, and the same values read from a store of schema 1.
 _ADOPTED_TABLES = (
     ("jobs", _JOB_COLUMNS, _JOB_COLUMNS),
-    ("attempts",)
-    + ("project, model, attempt, key, task_id, status, submitted_at, finished_at, error",) * 2,
+    ("attempts", _ATTEMPT_COLUMNS, _ATTEMPT_COLUMNS),
     ("stems", f"project, model, {_STEM_COLUMNS}", f"project, model, {_STEM_COLUMNS_V1}"),
 )
 _SHARD_STORE = re.compile(r"state-shard-(\d+)-of-(\d+)\.db")
@@ -539,10 +541,8 @@ class StateStore:
                 try:
                     yield
                     self._conn.execute(
-                        "INSERT OR REPLACE INTO attempts (project, model, attempt, key, task_id, "
-                        "status, submitted_at, finished_at, error) SELECT project, model, "
-                        "attempt, key, task_id, status, submitted_at, finished_at, error "
-                        "FROM jobs WHERE project = ? AND model = ?",
+                        f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) "
+                        f"SELECT {_ATTEMPT_COLUMNS} FROM jobs WHERE project = ? AND model = ?",
                         (project, model),
                     )
                 except BaseException:
