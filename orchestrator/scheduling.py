@@ -183,16 +183,16 @@ class SharedReads:
             return await self.project(project_id)  # its opener was cancelled
         read = self._open[project_id] = _Read()
         try:
-            await anyio.lowlevel.checkpoint()  # the others who ask in this turn join
-        finally:
-            del self._open[project_id]
-        try:
+            try:
+                await anyio.lowlevel.checkpoint()  # the others who ask in this turn join
+            finally:
+                del self._open[project_id]
             read.project = await self._client.project(project_id)
         except Exception as exc:
             read.error = exc
             raise
         finally:
-            read.done.set()
+            read.done.set()  # also when cancelled, before or after sending: see above
         return read.project
 
 

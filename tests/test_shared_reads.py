@@ -117,3 +117,25 @@ async def test_when_the_opener_is_cancelled_the_others_read_themselves() -> None
         await anyio.wait_all_tasks_blocked()
         client.gate.set()
     assert client.calls == ["prj_a", "prj_a"] and [p.title for p in got] == ["read 2"]
+
+
+async def test_an_opener_cancelled_before_sending_leaves_no_reader_waiting() -> None:
+    """Cancelled while the read is still open to others, the opener still lets them go on."""
+    client = FakeClient()
+    client.gate.set()
+    reads = shared(client)
+    got: list[Project] = []
+
+    async def cancelled_opener() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # delivered at the opener's first checkpoint
+            await reads.project("prj_a")
+
+    async def read() -> None:
+        got.append(await reads.project("prj_a"))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancelled_opener)
+            tg.start_soon(read)  # joins while the opener's read is open
+    assert client.calls == ["prj_a"] and [p.title for p in got] == ["read 1"]
