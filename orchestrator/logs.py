@@ -62,8 +62,14 @@ def redact_url(url: object) -> str:
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace each secret in `text` with `[REDACTED]` and strip query strings from its URLs."""
-    for secret in _ordered(secrets):
-        text = text.replace(secret, REDACTED)
+    return _redact(text, _ordered(secrets))
+
+
+def _redact(text: str, ordered: Sequence[str]) -> str:
+    """`redact_text` with the secrets already `_ordered`."""
+    for secret in ordered:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     if "://" in text:
         text = _URL_IN_TEXT.sub(lambda match: _redact_url_in_text(match.group(0)), text)
     return text
@@ -103,7 +109,7 @@ class Redactor:
         }
 
     def _text(self, text: str) -> str:
-        return redact_text(text, self._secrets)
+        return _redact(text, self._secrets)
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
