@@ -188,7 +188,7 @@ _HASHERS: dict[str, Callable[[], Any]] = {"blake3": blake3.blake3, "sha256": has
 def new_hasher() -> Any:
     """A fresh hasher of `DIGEST_ALGORITHM` (`update`, `hexdigest`; releases the GIL on
     large inputs)."""
-    return blake3.blake3()
+    return _HASHERS[DIGEST_ALGORITHM]()
 
 
 def file_digest(path: Path, algorithm: str = DIGEST_ALGORITHM) -> str:
@@ -439,16 +439,6 @@ def discard(staged: Iterable[Staged]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item.temp)
         item.body = None
-
-
-async def stream_to_file(
-    response: aiohttp.ClientResponse,
-    final_path: Path,
-    *,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> Downloaded:
-    """`stage` then `commit`: one file, in place when this returns."""
-    return await commit_one(await stage(response, final_path, chunk_size=chunk_size))
 
 
 async def commit_one(staged: Staged) -> Downloaded:

@@ -27,6 +27,7 @@ from orchestrator.download import (
     Staged,
     check_length,
     commit,
+    commit_one,
     digest_matches,
     discard,
     extension_for,
@@ -35,7 +36,6 @@ from orchestrator.download import (
     remove_partials,
     safe_path,
     stage,
-    stream_to_file,
     with_extension,
     write_json_atomic,
 )
@@ -208,7 +208,7 @@ def test_check_length() -> None:
             check_length(received, declared)
 
 
-# --- stream_to_file ------------------------------------------------------------------------------
+# --- stage and commit_one ----------------------------------------------------------------------
 
 
 BODY = os.urandom(300_000)
@@ -247,11 +247,11 @@ async def endless(request: web.Request) -> web.StreamResponse:
 
 
 @pytest.mark.anyio
-async def test_stream_to_file_hashes_verifies_and_renames(tmp_path: Path) -> None:
+async def test_a_staged_body_committed_is_hashed_verified_and_renamed(tmp_path: Path) -> None:
     """The file holds the body, with its BLAKE3 digest and size; no temporary file is left."""
     final = tmp_path / "mdx23c" / "prj_1" / "vocals.flac"
     async with fetched(whole) as response:
-        got = await stream_to_file(response, final, chunk_size=4096)
+        got = await commit_one(await stage(response, final, chunk_size=4096))
     assert got.path == final and final.read_bytes() == BODY
     assert got.bytes == len(BODY) and got.digest == "blake3:" + blake3.blake3(BODY).hexdigest()
     assert got.mtime_ns == final.stat().st_mtime_ns
@@ -266,7 +266,7 @@ async def test_a_cancelled_download_leaves_neither_file_nor_partial(tmp_path: Pa
     final = tmp_path / "vocals.wav"
     async with fetched(endless) as response:
         with anyio.move_on_after(0.15) as scope:
-            await stream_to_file(response, final)
+            await commit_one(await stage(response, final))
     assert scope.cancelled_caught
     assert all_files(tmp_path) == []
 
@@ -277,7 +277,7 @@ async def test_an_existing_file_is_replaced_whole(tmp_path: Path) -> None:
     final = tmp_path / "vocals.flac"
     final.write_bytes(b"old and corrupt")
     async with fetched(whole) as response:
-        await stream_to_file(response, final)
+        await commit_one(await stage(response, final))
     assert final.read_bytes() == BODY
     assert all_files(tmp_path) == [final]
 
