@@ -3,15 +3,16 @@
 64 separations of 16 MiB stems (one wanted type each, near-instant tasks) are run by
 stemsweep; then `curl` fetches the same 64 files (fresh signed URLs read from the projects,
 the API's redirect followed with -L) with the same concurrency, 8 at a time, in one
-process. Three rounds each, alternating, each after a `sync`; the best of each counts.
-stemsweep's throughput is the bytes over its whole run's wall time (submissions and polls
+process. Three rounds each, alternating, each after a `sync` and right after the previous
+run's files were deleted (so that every run writes into recently used memory; see
+`_fresh_pages`); the best of each counts. stemsweep's throughput is the bytes over its whole run's wall time (submissions and polls
 included). stemsweep also hashes (BLAKE3) and fsyncs every file; curl does neither.
 
 CPU per GiB is what the bytes cost: the client process's CPU for the run (interpreter
 start-up included) less that of the same 64 jobs with 16 KiB stems, against a second
 simulator; the whole process's CPU per GiB is shown too. (The fixed part, start-up and the
-jobs' bookkeeping, is the `cpu` benchmark's subject.) Last, stemsweep runs once more over
-round 1's finished tree: the cost of a re-run whose jobs are all done (a nightly run's
+jobs' bookkeeping, is the `cpu` benchmark's subject.) After round 1, stemsweep runs once
+more over its finished tree: the cost of a re-run whose jobs are all done (a nightly run's
 usual case), where no file is read since each has its recorded size and time.
 """
 
@@ -96,29 +97,26 @@ def _measure(
     workdir = opts.workdir
     with simulator(profile, workdir, time_scale=1.0) as sim:
         manifest = _manifest(workdir, sim.base_url, files)
+        # Every run starts on memory just freed by the previous one (see _fresh_pages).
+        _fresh_pages(files_dir / "warm-up", total)
         # Rounds alternate, best of each: the machine's disk and load vary from one
         # second to the next as much as the two clients differ. The second stemsweep run
         # has its own output and state: its submissions are answered from the same keys.
         rounds: list[tuple[Usage, dict[str, Any], Usage]] = []
+        rerun: Usage | None = None
         for round_ in range(1, ROUNDS + 1):
             out = files_dir / f"out-{round_}"
             ours = _run_ours(manifest, out, workdir, f"stemsweep-{round_}")
-            fetched = files_dir / f"curl-{round_}"
-            fetched.mkdir()
-            os.sync()  # curl, too, starts with no dirty pages of stemsweep's to write back
-            args = [curl, "--parallel", "--parallel-max", str(CONCURRENCY), "-sS", "-f", "-L"]
-            for index, project in enumerate(project_ids(files)):
-                args += ["-o", str(fetched / f"{index}.wav"), _stem_url(sim.base_url, project)]
-            theirs = run_command(args, workdir, log_name=f"curl-{round_}")
-            if theirs.returncode != 0:
-                raise RuntimeError(f"curl exited {theirs.returncode}")
-            got = sum(p.stat().st_size for p in fetched.iterdir())
-            if got != total:
-                raise RuntimeError(f"curl fetched {got} bytes, expected {total}")
-            rounds.append((ours, summary_of(out), theirs))
-        # A run over the finished tree of round 1: what a nightly re-run of done jobs costs.
-        rerun = _run_ours(manifest, files_dir / "out-1", workdir, "stemsweep-rerun")
+            summary = summary_of(out)
+            if rerun is None:
+                # A run over the finished tree: what a nightly re-run of done jobs costs.
+                rerun = _run_ours(manifest, out, workdir, "stemsweep-rerun")
+            shutil.rmtree(out)
+            urls = [_stem_url(sim.base_url, project) for project in project_ids(files)]
+            theirs = _run_curl(curl, urls, files_dir / f"curl-{round_}", workdir, round_, total)
+            rounds.append((ours, summary, theirs))
         sim.stop()
+    assert rerun is not None
     fixed = _fixed_cpu(opts, profile.replace(stem_bytes=SMALL_STEM_BYTES), files, files_dir)
     gib = total / 2**30
     best_ours = min(rounds, key=lambda r: float(r[1]["wall_seconds"]))
@@ -202,6 +200,43 @@ def _manifest(workdir: Path, base_url: str, files: int) -> Path:
         poll={"initial": 0.05, "max": 1.0, "timeout": 600.0},
         types=[TYPE],
     )
+
+
+def _run_curl(
+    curl: str, urls: list[str], fetched: Path, workdir: Path, round_: int, total: int
+) -> Usage:
+    """curl fetches every URL into `fetched`, 8 at a time; the folder is removed after."""
+    fetched.mkdir()
+    os.sync()  # curl, too, starts with no dirty pages of stemsweep's to write back
+    args = [curl, "--parallel", "--parallel-max", str(CONCURRENCY), "-sS", "-f", "-L"]
+    for index, url in enumerate(urls):
+        args += ["-o", str(fetched / f"{index}.wav"), url]
+    usage = run_command(args, workdir, log_name=f"curl-{round_}")
+    if usage.returncode != 0:
+        raise RuntimeError(f"curl exited {usage.returncode}")
+    got = sum(p.stat().st_size for p in fetched.iterdir())
+    if got != total:
+        raise RuntimeError(f"curl fetched {got} bytes, expected {total}")
+    shutil.rmtree(fetched)
+    return usage
+
+
+def _fresh_pages(path: Path, size: int) -> None:
+    """Write `size` bytes to `path` and delete it: the next run's files get memory that was
+    in use a moment ago.
+
+    Some virtual machines hand free memory back to their host (virtio-balloon free page
+    reporting), and the first write into a page the host took back costs a fault on the
+    host's side: on one such VM, writing 1 GiB into the page cache took 0.23 s on recently
+    freed memory and 2.5 s on returned memory. Whichever client happened to run on returned
+    memory would lose by that much, so each run starts right after the previous run's
+    files (or these) were deleted, and recently freed pages are handed out first.
+    """
+    chunk = b"\0" * (1 << 20)
+    with path.open("wb") as f:
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+    path.unlink()
 
 
 def _fixed_cpu(opts: Options, profile: Any, files: int, files_dir: Path) -> Usage:
