@@ -7,6 +7,7 @@ shown for a user's mistake.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PLAN_ROWS = 20  # rows `plan` lists before summarising the rest (--all lists every one)
+GC_YOUNG_THRESHOLD = 20_000  # CPython's default is 700; see main()
 
 
 def _friendly(func: F) -> F:
@@ -492,5 +494,15 @@ def report(trees: tuple[Path, ...], references: Path | None, output: Path | None
 
 
 def main() -> None:
-    """Entry point of the `stemsweep` console script."""
+    """Entry point of the `stemsweep` console script.
+
+    The process collects cyclic garbage less often than CPython's default. A run allocates
+    many short-lived containers per request (futures, headers, rows) that reference counting
+    frees, yet each one counts towards the next young collection, and every collection walks
+    whatever recent objects are still alive (the jobs in flight). With the default threshold
+    of 700, a 3,000-job run collected about 650 times, for 0.84 s of its 17 s of CPU; with
+    20,000, 26 times, for 0.18 s, at the same peak memory.
+    """
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
     cli(prog_name="stemsweep")
