@@ -4,7 +4,8 @@ Every file is written under a temporary name in its final folder (`.stemsweep-pa
 flushed and fsynced, then renamed over the final name, and the folder is fsynced: a reader
 never sees half a file, and a crash leaves only temporary files, which the next run removes
 with `remove_partials`. A download is received first (`stage`: a short body in memory, a long
-one in a temporary file, hashed on the way) and put in place by `commit`, which takes a job's
+one in a temporary file, hashed on the way; `receive` does the same in a worker thread, from
+a blocking reader) and put in place by `commit`, which takes a job's
 stems and its `job.json` together: one worker-thread call and one folder fsync per job.
 
 Server-supplied strings (stem types, model names, ids) become path components only through
@@ -271,10 +272,7 @@ async def stage(
     content_type = response.headers.get("Content-Type")
     declared = _declared_length(response)
     if declared is not None and declared <= chunk_size:
-        body = await response.read()
-        check_length(len(body), declared)
-        digest = f"{DIGEST_ALGORITHM}:{new_hasher().update(body).hexdigest()}"
-        return Staged(final_path, len(body), digest, content_type, body=body)
+        return in_memory(await response.read(), final_path, declared, content_type)
     folder = final_path.parent
     hasher = new_hasher()
     received = 0
@@ -295,6 +293,67 @@ async def stage(
             raise  # transport errors (some are OSErrors too) are api.py's to translate
         except OSError as exc:
             raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
+    except BaseException:
+        discard([staged])
+        raise
+    staged.bytes = received
+    staged.digest = f"{DIGEST_ALGORITHM}:{hasher.hexdigest()}"
+    return staged
+
+
+def in_memory(
+    body: builtins.bytes, final_path: Path, declared: int | None, content_type: str | None
+) -> Staged:
+    """A short body, received whole, staged in memory after its length is checked."""
+    check_length(len(body), declared)
+    digest = f"{DIGEST_ALGORITHM}:{new_hasher().update(body).hexdigest()}"
+    return Staged(final_path, len(body), digest, content_type, body=body)
+
+
+class Stopped(Exception):
+    """`receive` gave up because its caller no longer waits for it (cancelled)."""
+
+
+def receive(
+    read_into: Callable[[memoryview], int],
+    final_path: Path,
+    *,
+    declared: int | None,
+    content_type: str | None,
+    stopped: Callable[[], bool],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Staged:
+    """`stage` for a blocking reader, on the calling (worker) thread.
+
+    `read_into(view)` fills `view` with the next bytes of the body and returns how many (0 at
+    its end); each chunk is hashed and written to a temporary file in the final folder,
+    through one reused buffer. `stopped()` is asked before each chunk: when it answers True,
+    `Stopped` is raised. On any error the temporary file is removed and the error
+    propagates: `RetryableDownloadError` for a length mismatch, `DownloadError` for a local
+    I/O failure, the reader's own exception for a transport failure.
+    """
+    try:
+        temp, out = _open_partial(final_path.parent)
+    except OSError as exc:
+        raise DownloadError(f"cannot write in {final_path.parent}: {exc.strerror or exc}") from None
+    staged = Staged(final_path, 0, "", content_type, temp=temp, out=out)
+    hasher = new_hasher()
+    view = memoryview(bytearray(chunk_size))
+    received = 0
+    try:
+        while True:
+            if stopped():
+                raise Stopped()
+            n = read_into(view)
+            if not n:
+                break
+            hasher.update(view[:n])
+            try:
+                out.write(view[:n])
+            except OSError as exc:
+                raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
+            received += n
+        check_length(received, declared)
     except BaseException:
         discard([staged])
         raise

@@ -12,7 +12,7 @@ import soundfile
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
 
 from orchestrator import runner
-from orchestrator.download import is_safe_name
+from orchestrator.download import DEFAULT_CHUNK_SIZE, is_safe_name
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
 from orchestrator.runner import RunOutcome, run_manifest
@@ -111,6 +111,39 @@ async def test_chaos_profile_survived(
         if path.suffix in (".wav", ".flac") and "_references" not in path.parts:
             data, rate = soundfile.read(path)
             assert rate > 0 and len(data) > 0
+
+
+async def test_long_stems_arrive_whole_under_storage_faults(
+    start_simulator: StartSimulator, write_manifest: WriteManifest
+) -> None:
+    """Stems longer than one chunk (received in worker threads once the storage host has
+    sent one) arrive whole and verified under dropped, cut and slow downloads."""
+    sim = await start_simulator(
+        "bench",
+        seed=6,
+        stem_bytes=DEFAULT_CHUNK_SIZE + 40_000,
+        faults={
+            "drop_connection": 0.1,
+            "truncate_body": 0.2,
+            "slow_body": 0.1,
+            "slow_chunk_bytes": 256 * 1024,
+            "slow_pause": 0.01,
+        },
+    )
+    manifest = write_manifest(
+        projects=sim.project_ids[:4],
+        models=MODELS[:3],
+        limits={"max_in_flight": 12, "per_project": 3, "requests_per_second": 1000},
+        retries={"requests": 12, "tasks": 0},
+    )
+    outcome = await sweep(sim, manifest)
+    record = sim.record.snapshot()
+    assert outcome.exit_code == 0, outcome.summary["failed"]
+    assert record["faults"].get("truncate_body", 0) > 0
+    assert record["storage_credentials_seen"] == 0
+    assert check_tree(outcome.output, outcome.state_path) >= 12
+    sizes = {p.stat().st_size for p in outcome.output.rglob("*.wav")}
+    assert sizes == {DEFAULT_CHUNK_SIZE + 40_000}
 
 
 async def test_stems_replaced_between_separations(
