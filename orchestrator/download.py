@@ -273,14 +273,9 @@ async def stage(
     declared = _declared_length(response)
     if declared is not None and declared <= chunk_size:
         return in_memory(await response.read(), final_path, declared, content_type)
-    folder = final_path.parent
+    staged, out = await anyio.to_thread.run_sync(_open_staged, final_path, content_type)
     hasher = new_hasher()
     received = 0
-    try:
-        temp, out = await anyio.to_thread.run_sync(_open_partial, folder)
-    except OSError as exc:
-        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
-    staged = Staged(final_path, 0, "", content_type, temp=temp, out=out)
     try:
         try:
             # anyio lets a started worker call finish even when the task is cancelled; the
@@ -296,9 +291,7 @@ async def stage(
     except BaseException:
         discard([staged])
         raise
-    staged.bytes = received
-    staged.digest = f"{DIGEST_ALGORITHM}:{hasher.hexdigest()}"
-    return staged
+    return _sealed(staged, received, hasher)
 
 
 def in_memory(
@@ -332,11 +325,7 @@ def receive(
     propagates: `RetryableDownloadError` for a length mismatch, `DownloadError` for a local
     I/O failure, the reader's own exception for a transport failure.
     """
-    try:
-        temp, out = _open_partial(final_path.parent)
-    except OSError as exc:
-        raise DownloadError(f"cannot write in {final_path.parent}: {exc.strerror or exc}") from None
-    staged = Staged(final_path, 0, "", content_type, temp=temp, out=out)
+    staged, out = _open_staged(final_path, content_type)
     hasher = new_hasher()
     view = memoryview(bytearray(chunk_size))
     received = 0
@@ -357,6 +346,21 @@ def receive(
     except BaseException:
         discard([staged])
         raise
+    return _sealed(staged, received, hasher)
+
+
+def _open_staged(final_path: Path, content_type: str | None) -> tuple[Staged, BinaryIO]:
+    """A `Staged` for `final_path` and its new, empty temporary file, open (blocking)."""
+    try:
+        temp, out = _open_partial(final_path.parent)
+    except OSError as exc:
+        folder = final_path.parent
+        raise DownloadError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    return Staged(final_path, 0, "", content_type, temp=temp, out=out), out
+
+
+def _sealed(staged: Staged, received: int, hasher: Any) -> Staged:
+    """`staged`, complete: its size and digest recorded."""
     staged.bytes = received
     staged.digest = f"{DIGEST_ALGORITHM}:{hasher.hexdigest()}"
     return staged
