@@ -170,6 +170,8 @@ async def run_manifest(
 
     Raises, before any submission: `CredentialsError` (key missing, empty or rejected),
     `StateLockedError` (another run holds the state), `UsageError` (unusable state file).
+    A key the API starts rejecting mid-run also raises `CredentialsError`, after the
+    summary is written with it as `stopped_by`.
     `tally` receives live counts (the progress display reads it); `handle_signals` turns
     SIGINT/SIGTERM into a clean stop (exit code 130); `seed` seeds the poll jitter;
     `client_options` are passed to `YoukaClient` (tests and benchmarks shorten its waits).
@@ -217,10 +219,14 @@ async def run_manifest(
             lag_path = environ.get(ENV_LOOP_LAG)
             if lag_path:
                 sweep.sampler = LagSampler(clock, load=lambda: sweep.admission.in_flight.used)
+            stopped_by: CredentialsError | None = None
             try:
                 if sim is not None:
                     await _save_references(client, sim.root_url, manifest, out, shard)
                 await sweep.run(handle_signals=handle_signals)
+            except CredentialsError as exc:
+                stopped_by = exc  # the key was rejected mid-run: the summary says so
+                raise
             finally:
                 # Plain synchronous writes: they complete even while the run is cancelled.
                 interrupted = sweep.interrupted or not sweep.finished
@@ -240,7 +246,9 @@ async def run_manifest(
                     "downloads": client.downloads,
                     "polls": sweep.poller.polls,
                 }
-                data = summary_data(tally, run=run_info, interrupted=interrupted)
+                data = summary_data(
+                    tally, run=run_info, interrupted=interrupted, stopped_by=stopped_by
+                )
                 write_json_atomic(out / summary_name(shard), data)
                 if sweep.sampler is not None and lag_path:
                     sweep.sampler.write(Path(lag_path))

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from orchestrator.errors import StemsweepError
 from orchestrator.jobs import Job, idempotency_key
 from orchestrator.lifecycle import Action, Mode, Recorded, Status, decide
 
@@ -136,13 +137,20 @@ def summary_data(
     *,
     run: Mapping[str, Any],
     interrupted: bool,
+    stopped_by: StemsweepError | None = None,
 ) -> dict[str, Any]:
-    """The run's summary document: `run` (manifest, times, requests...) plus the outcome."""
+    """The run's summary document: `run` (manifest, times, requests...) plus the outcome.
+
+    `stopped_by`: the error that ended the run early (the key rejected mid-run); the
+    summary then says so and takes that error's exit code.
+    """
     counts = tally.by_status()
+    exit_code = exit_code_for(counts, interrupted=interrupted)
     return {
         **run,
         "interrupted": interrupted,
-        "exit_code": exit_code_for(counts, interrupted=interrupted),
+        **({"stopped_by": str(stopped_by)} if stopped_by is not None else {}),
+        "exit_code": stopped_by.exit_code if stopped_by is not None else exit_code,
         "jobs": tally.total,
         "counts": counts,
         "per_model": tally.by_model(),

@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import soundfile
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
 
 from orchestrator import runner
 from orchestrator.download import DEFAULT_CHUNK_SIZE, is_safe_name
+from orchestrator.errors import CredentialsError
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
 from orchestrator.runner import RunOutcome, run_manifest
@@ -144,6 +146,38 @@ async def test_long_stems_arrive_whole_under_storage_faults(
     assert check_tree(outcome.output, outcome.state_path) >= 12
     sizes = {p.stat().st_size for p in outcome.output.rglob("*.wav")}
     assert sizes == {DEFAULT_CHUNK_SIZE + 40_000}
+
+
+async def test_a_key_rejected_mid_run_stops_the_run_and_loses_nothing(
+    start_simulator: StartSimulator, write_manifest: WriteManifest
+) -> None:
+    """When the API starts refusing the key after the first submissions, the run stops with
+    CredentialsError (exit 2) and a summary that says why; a later run with a working key
+    finishes every job without a second separation of any."""
+    sim = await start_simulator(seed=8, api_key="yk_first")
+    manifest = write_manifest(
+        projects=sim.project_ids[:2],
+        models=MODELS[:3],
+        limits={"max_in_flight": 2, "per_project": 1, "requests_per_second": 1000},
+    )
+
+    async def revoke_after_first_separation() -> None:
+        while sim.record.snapshot()["separations_total"] < 1:
+            await anyio.sleep(0.002)
+        sim.context.profile = sim.context.profile.replace(api_key="yk_second")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(revoke_after_first_separation)
+        with pytest.raises(CredentialsError, match="YOUKA_API_KEY"):
+            await sweep(sim, manifest)
+    summary = json.loads((load_manifest(manifest).output / "summary.json").read_text())
+    assert summary["exit_code"] == 2 and "YOUKA_API_KEY" in summary["stopped_by"]
+
+    sim.context.profile = sim.context.profile.replace(api_key="yk_first")
+    outcome = await sweep(sim, manifest)
+    assert outcome.exit_code == 0 and outcome.summary["counts"] == {"done": 6}
+    assert "stopped_by" not in outcome.summary
+    assert set(sim.record.snapshot()["separations"].values()) == {1}
 
 
 async def test_stems_replaced_between_separations(
