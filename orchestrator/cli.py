@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -314,13 +314,30 @@ def retry(
 def _open_state(
     manifest_path: Path, out: Path | None, state: Path | None, shard: Shard | None
 ) -> Any:
+    """The manifest, output folder, state path and a read-only store for `plan`/`status`.
+
+    Without `--state`, the store is the tree's as a run would see it: its own records plus
+    those of the tree's other splits (`StateStore.open_view`), which are listed after the
+    state line.
+    """
     from orchestrator.manifest import load_manifest
-    from orchestrator.state import StateStore, default_state_path
+    from orchestrator.state import StateStore, default_state_path, other_splits
 
     manifest = load_manifest(manifest_path)
     out = out if out is not None else manifest.output
-    state_path = state if state is not None else default_state_path(out, shard)
-    return manifest, out, state_path, StateStore.open_reader(state_path)
+    if state is not None:
+        return manifest, out, state, StateStore.open_reader(state), []
+    state_path = default_state_path(out, shard)
+    others = other_splits(out, shard)
+    return manifest, out, state_path, StateStore.open_view(state_path, others), others
+
+
+def _state_lines(label: str, state_path: Path, others: Sequence[Path]) -> list[str]:
+    lines = [f"{label}{state_path}{'' if state_path.exists() else ' (none yet)'}"]
+    if others:
+        names = ", ".join(p.name for p in others)
+        lines.append(f"{' ' * len(label)}with the records of {names} (other splits)")
+    return lines
 
 
 def _jobs_line(total: int, shard: Shard | None, counts: Iterable[tuple[str, int]]) -> str:
@@ -365,7 +382,7 @@ def plan(
     from orchestrator.summary import PlanRow, format_table, plan_rows
 
     chosen = _parse_shard(shard)
-    loaded, out_dir, state_path, store = _open_state(manifest, out, state, chosen)
+    loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
     with store:
 
         def present(project: str, model: str) -> bool:
@@ -392,7 +409,8 @@ def plan(
                 shown.append(row)
     click.echo(f"manifest: {loaded.path} ({loaded.name})")
     click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
-    click.echo(f"state:    {state_path}{'' if state_path.exists() else ' (none yet)'}")
+    for line in _state_lines("state:    ", state_path, others):
+        click.echo(line)
     click.echo(f"jobs:     {_jobs_line(total, chosen, actions.most_common())}")
     headers = ("project", "model", "state", "next", "attempt", "key", "folder")
     click.echo(
@@ -425,11 +443,12 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
     from orchestrator.summary import MAX_LISTED, format_table, status_tally
 
     chosen = _parse_shard(shard)
-    loaded, _out_dir, state_path, store = _open_state(manifest, out, state, chosen)
+    loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
     with store:
         tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
     counts = tally.by_status()
-    click.echo(f"state: {state_path}{'' if state_path.exists() else ' (none yet)'}")
+    for line in _state_lines("state: ", state_path, others):
+        click.echo(line)
     click.echo(f"jobs:  {_jobs_line(tally.total, chosen, counts.items())}")
     per_model = tally.by_model()
     statuses = list(counts)

@@ -285,6 +285,25 @@ class StateStore:
         empty.executescript(_SCHEMA)
         return cls(empty, path, None)
 
+    @classmethod
+    def open_view(cls, path: Path, others: Sequence[Path]) -> StateStore:
+        """Read-only, in memory: the store at `path` as a run of it would see it after
+        adopting `others` (`other_splits`), i.e. the latest record of every job wherever
+        it was made. Without `others`, `open_reader(path)`.
+
+        For `plan` and `status` of a sharded tree: without `--shard` they see what every
+        shard recorded, and a shard of a new split sees what the earlier splits did.
+        """
+        if not others:
+            return cls.open_reader(path)
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.executescript(_SCHEMA)
+        view = cls(conn, path, None)
+        for source in (path, *others):
+            if source.is_file():
+                view.adopt(source, lambda _: True)
+        return view
+
     def close(self) -> None:
         """Close the database and release the lock."""
         self._conn.close()

@@ -288,3 +288,43 @@ def test_adoption_takes_the_latest_record_of_each_wanted_job(tmp_path: Path) -> 
         assert store.stems("prj_c", "m") == []
         attempts = store._conn.execute("SELECT count(*) FROM attempts").fetchone()[0]
         assert attempts == 4  # prj_b's attempts 1 and 2, prj_a's 2, prj_c's 3
+
+
+@pytest.mark.anyio
+async def test_plan_and_status_read_every_split_of_a_sharded_tree(
+    start_simulator: StartSimulator, write_manifest: WriteManifest
+) -> None:
+    """Without --shard, `status` and `plan` count what every shard recorded; a shard of a
+    new split shows the work the earlier split did, before its own first run."""
+    sim = await start_simulator(seed=44)
+    manifest = write_manifest(projects=sim.project_ids[:6], models=["mdx23c", "demucs"])
+    loaded = load_manifest(manifest)
+    for index in range(2):
+        outcome = await run_manifest(
+            loaded,
+            shard=Shard(index, 2),
+            api_url=sim.base_url,
+            environ={"YOUKA_API_KEY": sim.api_key},
+            client_options=FAST_CLIENT,
+        )
+        assert outcome.exit_code == 0, outcome.summary["failed"]
+    runner = CliRunner()
+    status = runner.invoke(cli, ["status", str(manifest)], env=clean_env())
+    assert status.exit_code == 0, status.output
+    assert "jobs:  12: done 12" in status.output
+    assert "state-shard-0-of-2.db" in status.output and "state-shard-1-of-2.db" in status.output
+    plan = runner.invoke(cli, ["plan", str(manifest)], env=clean_env())
+    assert plan.exit_code == 0, plan.output
+    assert "jobs:     12: skip_done 12" in plan.output
+    seen = 0
+    for index in range(3):  # a new split: none of its stores exists yet
+        args = ["plan", str(manifest), "--shard", f"{index}/3"]
+        resharded = runner.invoke(cli, args, env=clean_env())
+        assert resharded.exit_code == 0, resharded.output
+        assert "(none yet)" in resharded.output
+        line = re.search(rf"jobs: +(\d+) in shard {index}/3: (.*)\n", resharded.output)
+        assert line is not None, resharded.output
+        total = int(line[1])
+        assert line[2] == (f"skip_done {total}" if total else "")
+        seen += total
+    assert seen == 12
