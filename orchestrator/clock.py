@@ -1,6 +1,9 @@
-"""The one seam for time: everything that reads the time or sleeps goes through a `Clock`.
+"""The one seam for time: everything that measures time or sleeps goes through a `Clock`.
 
-Tests and benchmarks substitute their own clock; production code uses `RealClock`.
+Tests and benchmarks substitute their own clock; production code uses `RealClock`. Calendar
+time is read from the wall clock where it is recorded, not measured: the timestamps in the
+state and the summary (`state.utc_now`), and the `{date}` of a key scope, resolved once when
+a run (or `plan`) starts so that a run going past midnight keeps its keys.
 """
 
 from __future__ import annotations
