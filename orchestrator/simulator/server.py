@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -27,6 +27,8 @@ from orchestrator.simulator.context import API_PREFIX, Context
 from orchestrator.simulator.http import api_app, storage_app
 from orchestrator.simulator.profile import Profile, ProfileError, load_profile
 from orchestrator.simulator.record import Record
+
+T = TypeVar("T")
 
 SHUTDOWN_TIMEOUT = 1.0
 MAX_PRINTED_PROJECTS = 24
@@ -121,6 +123,20 @@ class Simulator:
         return list(self.context.world.projects)
 
 
+class _FromSimulator(Generic[T]):
+    """A read-only attribute of `SimulatorThread` that is its `Simulator`'s attribute of the
+    same name (typed, unlike a `__getattr__`)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, thread: SimulatorThread | None, owner: type) -> T:
+        if thread is None:
+            raise AttributeError(self._name)
+        value: T = getattr(thread._sim, self._name)
+        return value
+
+
 class SimulatorThread:
     """A `Simulator` running in a background thread with its own event loop.
 
@@ -159,42 +175,15 @@ class SimulatorThread:
             raise RuntimeError("the simulator thread is not running")
         return self._portal.call(self._sim.record.snapshot)
 
-    @property
-    def profile(self) -> Profile:
-        return self._sim.profile
-
-    @property
-    def seed(self) -> int:
-        return self._sim.seed
-
-    @property
-    def time_scale(self) -> float:
-        return self._sim.time_scale
-
-    @property
-    def record(self) -> Record:
-        """The live record; read it from another thread only through `stats()`."""
-        return self._sim.record
-
-    @property
-    def base_url(self) -> str:
-        return self._sim.base_url
-
-    @property
-    def root_url(self) -> str:
-        return self._sim.root_url
-
-    @property
-    def storage_url(self) -> str:
-        return self._sim.storage_url
-
-    @property
-    def api_key(self) -> str:
-        return self._sim.api_key
-
-    @property
-    def project_ids(self) -> list[str]:
-        return self._sim.project_ids
+    profile: _FromSimulator[Profile] = _FromSimulator()
+    seed: _FromSimulator[int] = _FromSimulator()
+    time_scale: _FromSimulator[float] = _FromSimulator()
+    record: _FromSimulator[Record] = _FromSimulator()  # read it through `stats()` elsewhere
+    base_url: _FromSimulator[str] = _FromSimulator()
+    root_url: _FromSimulator[str] = _FromSimulator()
+    storage_url: _FromSimulator[str] = _FromSimulator()
+    api_key: _FromSimulator[str] = _FromSimulator()
+    project_ids: _FromSimulator[list[str]] = _FromSimulator()
 
 
 def serve_forever(
