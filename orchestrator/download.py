@@ -5,8 +5,8 @@ flushed and fsynced, then renamed over the final name, and the folder is fsynced
 never sees half a file, and a crash leaves only temporary files, which the next run removes
 with `remove_partials`. A download is received first (`stage`: a short body in memory, a long
 one in a temporary file, hashed on the way; `receive` does the same in a worker thread, from
-a blocking reader) and put in place by `commit`, which takes a job's
-stems and its `job.json` together: one worker-thread call and one folder fsync per job.
+a blocking reader) and put in place by `commit`, which takes a job's stems and its
+`job.json` together: one worker-thread call and one folder fsync per job.
 
 Server-supplied strings (stem types, model names, ids) become path components only through
 `safe_path`, which refuses anything but plain names and checks that the result stays under
