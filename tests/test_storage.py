@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import anyio
 import blake3
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
@@ -46,7 +48,9 @@ class Storage:
 
 
 @asynccontextmanager
-async def storage(handler: Handler, **server_options: Any) -> AsyncIterator[Storage]:
+async def storage(
+    handler: Handler, *, tls: ssl.SSLContext | None = None, **server_options: Any
+) -> AsyncIterator[Storage]:
     app = web.Application()
     seen: Storage | None = None
 
@@ -57,8 +61,9 @@ async def storage(handler: Handler, **server_options: Any) -> AsyncIterator[Stor
         return await handler(request)
 
     app.router.add_get("/files/{name}", recorded)
-    server = TestServer(app, host="127.0.0.1", port=0, **server_options)
-    await server.start_server()
+    scheme = "https" if tls is not None else "http"
+    server = TestServer(app, host="127.0.0.1", port=0, scheme=scheme, **server_options)
+    await server.start_server(ssl=tls)
     seen = Storage(server)
     try:
         yield seen
@@ -71,8 +76,10 @@ async def files(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="audio/wav")
 
 
-def client() -> StorageClient:
-    return StorageClient(connect_timeout=5, read_timeout=5, user_agent="stemsweep/test")
+def client(ssl_context: ssl.SSLContext | None = None) -> StorageClient:
+    return StorageClient(
+        connect_timeout=5, read_timeout=5, user_agent="stemsweep/test", ssl_context=ssl_context
+    )
 
 
 def final_in(folder: Path) -> Callable[[str | None], Path]:
@@ -247,3 +254,26 @@ async def test_a_storage_origin_that_sent_a_long_body_is_read_in_worker_threads(
     first, *threaded = host.ports
     assert len(set(threaded)) == 1 and first not in threaded
     assert not any("Authorization" in h for h in host.headers)
+
+
+async def test_over_tls_the_host_is_verified_and_the_body_arrives_whole(tmp_path: Path) -> None:
+    """Over HTTPS a long body arrives as over HTTP when the host's certificate is trusted; a
+    host the client does not trust is refused with a certificate error and no file."""
+    authority = trustme.CA()
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_side)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    async with storage(files, tls=server_side) as host:
+        assert host.url("long").scheme == "https"
+        trusted = client(trusting)
+        answer = await trusted.get(host.url("long"), {}, final_in(tmp_path / "ok"))
+        trusted.close()
+        assert answer.staged is not None
+        placed = await commit_one(answer.staged)
+        assert placed.path.read_bytes() == LONG
+        untrusted = client()  # the system's authorities only
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusted.get(host.url("long"), {}, final_in(tmp_path / "refused"))
+        untrusted.close()
+    assert [p.parent.name for p in all_files(tmp_path)] == ["ok"]
