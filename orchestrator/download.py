@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -224,13 +224,27 @@ def check_length(received: int, content_length: int | None) -> None:
         )
 
 
-def _declared_length(response: aiohttp.ClientResponse) -> int | None:
-    # With a content coding other than identity, Content-Length counts the encoded bytes and
-    # aiohttp hands out decoded ones: nothing to compare (aiohttp still detects a short body).
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+class Headers(Protocol):
+    """Response headers, looked up by name without regard to case (aiohttp's and
+    http.client's both are)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+def content_encoding(headers: Headers) -> str:
+    """The body's content coding, lower case; `identity` when none is named."""
+    return (headers.get("Content-Encoding") or "identity").strip().lower() or "identity"
+
+
+def declared_length(headers: Headers) -> int | None:
+    """The `Content-Length` a body must match, if any.
+
+    With a content coding other than identity, Content-Length counts the encoded bytes and
+    aiohttp hands out decoded ones: nothing to compare (aiohttp still detects a short body).
+    """
+    if content_encoding(headers) != "identity":
         return None
-    raw = response.headers.get("Content-Length")
+    raw = headers.get("Content-Length")
     if raw is None or not raw.strip().isdigit():
         return None
     return int(raw)
@@ -270,7 +284,7 @@ async def stage(
     aiohttp's own exception for a transport failure.
     """
     content_type = response.headers.get("Content-Type")
-    declared = _declared_length(response)
+    declared = declared_length(response.headers)
     if declared is not None and declared <= chunk_size:
         return in_memory(await response.read(), final_path, declared, content_type)
     staged, out = await anyio.to_thread.run_sync(_open_staged, final_path, content_type)

@@ -37,6 +37,8 @@ from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
     Staged,
     Stopped,
+    content_encoding,
+    declared_length,
     discard,
     in_memory,
     receive,
@@ -237,13 +239,12 @@ class StorageClient:
 
 
 def _declared_length(response: http.client.HTTPResponse) -> int | None:
-    encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    """`download.declared_length`, after refusing a compressed body (identity was asked
+    for, and this path does not decode)."""
+    encoding = content_encoding(response.headers)
+    if encoding != "identity":
         raise DownloadError(
             f"the storage host sent a body with Content-Encoding {encoding!r} although "
             "identity was asked for; stems are stored as uploaded"
         )
-    raw = response.getheader("Content-Length")
-    if raw is None or not raw.strip().isdigit():
-        return None
-    return int(raw)
+    return declared_length(response.headers)
