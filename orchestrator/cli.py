@@ -100,17 +100,30 @@ def models() -> None:
     type=float,
     help="Divide every simulated duration by this factor (30: a 60 s task takes 2 s).",
 )
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the simulated world in this folder across restarts (default: a new world).",
+)
 @_friendly
 def simulate(
-    host: str, port: int, storage_port: int, profile: str, seed: int, time_scale: float
+    host: str,
+    port: int,
+    storage_port: int,
+    profile: str,
+    seed: int,
+    time_scale: float,
+    state: Path | None,
 ) -> None:
     """Serve a local Youka-compatible API with synthesized songs.
 
     \b
     Example:
       stemsweep simulate --profile chaos --seed 7 --time-scale 20
+      stemsweep simulate --state sim-world --port 8080 --storage-port 8081
     """
     from orchestrator.errors import UsageError
+    from orchestrator.simulator.folder import StateFolderError
     from orchestrator.simulator.profile import ProfileError
     from orchestrator.simulator.server import serve_forever
 
@@ -122,8 +135,9 @@ def simulate(
             profile=profile,
             seed=seed,
             time_scale=time_scale,
+            state=state,
         )
-    except ProfileError as exc:
+    except (ProfileError, StateFolderError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(

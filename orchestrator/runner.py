@@ -201,8 +201,11 @@ async def run_manifest(
                 log.info("run.records_adopted", jobs=adopted, store=str(other))
         stack = AsyncExitStack()
         try:
+            sim_state = out / ".stemsweep" / "simulator"  # a shard's: simulator-shard-I-of-N
+            if shard is not None:
+                sim_state = sim_state.with_name(f"simulator-{shard.name}")
             client, sim = await _open_client(
-                stack, manifest, base_url, api_key, clock, client_options or {}
+                stack, manifest, base_url, api_key, clock, client_options or {}, sim_state
             )
             await client.me()  # a rejected key ends the run here, before any submission
             log.info(
@@ -294,19 +297,27 @@ async def _open_client(
     api_key: str | None,
     clock: Clock,
     options: Mapping[str, Any],
+    sim_state: Path,
 ) -> tuple[YoukaClient, Any]:
-    """The run's client, and the in-process simulator when the manifest asks for one."""
+    """The run's client, and the in-process simulator when the manifest asks for one (its
+    world kept in `sim_state`, so that a resumed run finds its tasks)."""
     sim = None
     if manifest.api.simulator is not None:
+        from orchestrator.simulator.folder import StateFolderError
         from orchestrator.simulator.profile import ProfileError
         from orchestrator.simulator.server import Simulator
 
         spec = manifest.api.simulator
         try:
-            simulator = Simulator(spec.profile, seed=spec.seed, time_scale=spec.time_scale)
+            simulator = Simulator(
+                spec.profile, seed=spec.seed, time_scale=spec.time_scale, state=sim_state
+            )
         except ProfileError as exc:
             raise UsageError(f"{manifest.path}: api.simulator.profile: {exc}") from None
-        sim = await stack.enter_async_context(simulator)
+        try:
+            sim = await stack.enter_async_context(simulator)
+        except StateFolderError as exc:
+            raise UsageError(str(exc)) from None
         base_url, api_key = sim.base_url, sim.api_key
     if api_key is None:
         raise CredentialsError(f"{ENV_API_KEY} is not set")

@@ -2,7 +2,11 @@
 
 Authentication, the requests-per-second limit and the faults common to every call are applied
 by the API gate (`http.py`) before these handlers run; the write faults (5xx before and after
-a separation is applied) belong to the stem-separation POST and are applied here.
+a write is applied) belong to the writing POSTs and are applied here (and in
+`upload_routes.py`, for uploads and project creation).
+
+A write and its idempotency key are checked and applied with no `await` in between, so two
+requests with the same key never both start work.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.simulator import pricing
 from orchestrator.simulator.context import API_PREFIX, CONTEXT, Context
+from orchestrator.simulator.entities import Task
 from orchestrator.simulator.errors import ApiProblem, issue
-from orchestrator.simulator.world import Task
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 SERVER_ERRORS = {500: "INTERNAL_SERVER_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
@@ -40,30 +45,32 @@ def server_error(ctx: Context, kind: str) -> ApiProblem:
 async def submit_separation(request: web.Request) -> web.Response:
     """Start a separation, or answer the earlier task of the same idempotency key."""
     ctx = request.app[CONTEXT]
-    body = await _json_object(request)
-    key = _idempotency_key(request)
+    body = await json_object(request)
+    key = idempotency_key(request)
     pid = request.match_info["projectId"]
     model = ctx.world.check_submission(pid, body.get("splitModel"))
     faults = ctx.profile.faults
     if ctx.faults.roll("error_before_write", faults.error_before_write):
         raise server_error(ctx, "before_write")
-    fingerprint = _fingerprint(request, body)
-    task = ctx.world.replayed(key, fingerprint)
-    replayed = task is not None
-    if task is None:
-        task = ctx.world.submit(pid, model, key, fingerprint, ctx.clock.now())
+    fingerprint = fingerprint_of(request, body)
+    now = ctx.clock.now()
+    entry = ctx.world.remembered(key, fingerprint, now)
+    if entry is not None:
+        task = ctx.world.tasks[entry.ref]
+    else:
+        task = ctx.world.submit(pid, model, key, fingerprint, now)
     if ctx.faults.roll("error_after_write", faults.error_after_write):
         raise server_error(ctx, "after_write")
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return web.json_response(_accepted(request, ctx, task), status=202, headers=headers)
+    return web.json_response(
+        _accepted(request, ctx, task), status=202, headers=replayed_header(entry is not None)
+    )
 
 
 @routes.get(API_PREFIX + "/tasks/{taskId}")
 async def get_task(request: web.Request) -> web.Response:
     """One task: its status, and its error once it failed."""
     ctx = request.app[CONTEXT]
-    task = ctx.world.task(request.match_info["taskId"])
-    return web.json_response(task.polled(ctx.clock.now()))
+    return web.json_response(ctx.world.poll(request.match_info["taskId"], ctx.clock.now()))
 
 
 @routes.get(API_PREFIX + "/projects/{projectId}")
@@ -86,7 +93,7 @@ async def get_project(request: web.Request) -> web.Response:
         {
             "id": project.id,
             "title": title,
-            "artists": [artist],
+            "artists": [artist] if artist else [],
             "stems": stems,
             "alignments": [],
             "exports": [],
@@ -117,20 +124,28 @@ async def me(request: web.Request) -> web.Response:
 
 @routes.post(API_PREFIX + "/projects/quote")
 async def quote(request: web.Request) -> web.Response:
-    """The price of one separation."""
+    """The price of one separation, for a duration or an uploaded file; charges nothing."""
     ctx = request.app[CONTEXT]
-    body = await _json_object(request)
-    return web.json_response(ctx.world.quote(body.get("splitModel"), body.get("durationSeconds")))
+    body = await json_object(request)
+    file_id = body.get("inputFileId")
+    file_seconds = None
+    if file_id is not None:
+
+        def file_seconds() -> float:
+            return ctx.world.decoded_upload(file_id).seconds or 0.0
+
+    answer = pricing.quote(
+        ctx.profile, ctx.world.balance, body.get("splitModel"), body.get("durationSeconds"),
+        file_seconds,
+    )  # fmt: skip
+    ctx.record.quoted()
+    return web.json_response(answer)
 
 
 @routes.get(API_PREFIX + "/credits")
 async def credits(request: web.Request) -> web.Response:
     """The account's credit balance."""
-    ctx = request.app[CONTEXT]
-    cost = ctx.profile.separation_cost(ctx.profile.song_seconds)
-    return web.json_response(
-        {"balance": ctx.world.balance, "currency": "credits", "separationCost": cost}
-    )
+    return web.json_response({"balance": request.app[CONTEXT].world.balance, "currency": "credits"})
 
 
 def _accepted(request: web.Request, ctx: Context, task: Task) -> dict[str, Any]:
@@ -143,7 +158,13 @@ def _accepted(request: web.Request, ctx: Context, task: Task) -> dict[str, Any]:
     }
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+def replayed_header(replayed: bool) -> dict[str, str]:
+    """`Idempotent-Replayed: true` on an answer that an earlier request with its key made."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body, or a 400 problem saying what to send."""
     text = await request.text()
     try:
         body = json.loads(text)
@@ -161,7 +182,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _idempotency_key(request: web.Request) -> str | None:
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's `Idempotency-Key`, checked; None without one."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiProblem(
@@ -173,6 +195,7 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _fingerprint(request: web.Request, body: dict[str, Any]) -> str:
+def fingerprint_of(request: web.Request, body: dict[str, Any]) -> str:
+    """What identifies a request for its idempotency key: method, path and JSON body."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()

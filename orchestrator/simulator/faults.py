@@ -5,6 +5,10 @@ Every random choice the simulator makes is drawn from a stream named by its purp
 simulator's seed and the purpose alone. The n-th draw of a purpose is therefore the same in
 every run with the same seed, and a run that makes the same requests in the same order meets
 the same faults.
+
+A world resumed from a state folder draws from streams of its own generation (how many times
+the world was started before): the same seed and the same history of restarts meet the same
+faults, and ids drawn after a restart do not repeat the ids drawn before it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ T = TypeVar("T")
 class Dice:
     """Independent, reproducible random streams, one per purpose."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, generation: int = 0) -> None:
         self._seed = seed
+        # Generation 0 keeps the streams a world without a state folder has always had.
+        self._prefix = f"{seed}:" if generation == 0 else f"{seed}:g{generation}:"
         self._streams: dict[str, random.Random] = {}
 
     def _stream(self, purpose: str) -> random.Random:
         stream = self._streams.get(purpose)
         if stream is None:
-            stream = self._streams[purpose] = random.Random(f"{self._seed}:{purpose}")
+            stream = self._streams[purpose] = random.Random(self._prefix + purpose)
         return stream
 
     def random(self, purpose: str) -> float:

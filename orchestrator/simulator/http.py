@@ -4,12 +4,14 @@ Middlewares, outermost first:
 
     guard       every refusal as the error envelope, never a bare 500 or a traceback; the
                 record of each request (route template, status; 0 when the connection
-                closed before a whole response: dropped on purpose or by the client)
+                closed before a whole response: dropped on purpose or by the client); then
+                what the request changed is saved (state folder), before the answer leaves
     api_gate    on the API host: settle tasks up to now; then, for API calls, auth, the
                 requests-per-second limit, and the faults common to every call (dropped
                 connection, random 429, 5xx on GETs)
     no_credentials
-                on the storage host: refuse (and record) any request with `Authorization`
+                on the storage host (downloads and upload PUTs): refuse (and record) any
+                request with `Authorization`
 
 An "API call" is any request under `/api/v1` except the signed stem-download redirect, which
 needs no key (its signature is its credential) and is not rate limited.
@@ -28,6 +30,7 @@ from orchestrator.simulator.context import API_PREFIX, CONTEXT, SIM_PREFIX, Cont
 from orchestrator.simulator.errors import ApiProblem, Dropped
 from orchestrator.simulator.sim_routes import sim_routes
 from orchestrator.simulator.storage_routes import redirect_routes, storage_routes
+from orchestrator.simulator.upload_routes import put_routes, upload_routes
 from orchestrator.simulator.world import retry_after_header
 
 log = structlog.get_logger("orchestrator.simulator")
@@ -40,16 +43,20 @@ def api_app(ctx: Context) -> web.Application:
     app = web.Application(middlewares=[guard, api_gate])
     app[CONTEXT] = ctx
     app.add_routes(api_routes)
+    app.add_routes(upload_routes)
     app.add_routes(redirect_routes)
     app.add_routes(sim_routes)
     return app
 
 
 def storage_app(ctx: Context) -> web.Application:
-    """The storage host: signed stem files only."""
-    app = web.Application(middlewares=[guard, no_credentials])
+    """The storage host: signed stem files, and signed upload PUTs."""
+    app = web.Application(
+        middlewares=[guard, no_credentials], client_max_size=ctx.profile.max_upload_bytes
+    )
     app[CONTEXT] = ctx
     app.add_routes(storage_routes)
+    app.add_routes(put_routes)
     return app
 
 
@@ -94,6 +101,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         if not request.path.startswith(SIM_PREFIX):
             ctx.record.request(request.method, _route(request), status, ctx.clock.real())
+        ctx.after_request()
 
 
 @web.middleware

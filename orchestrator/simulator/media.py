@@ -6,8 +6,12 @@ that model's whole set. Synthesis is CPU-bound numpy, so it runs in worker threa
 one per CPU) while the event loop keeps answering. A lock per cache key makes two concurrent
 requests for the same thing share one synthesis.
 
-Caches are bounded (least recently used first out): a twenty-second stereo stem is a few
-megabytes, and everything can be made again, identically, from the seed.
+Caches are bounded (least recently used first out), by count and by bytes: a twenty-second
+stereo stem is a few megabytes, a user's four-minute song forty, and everything can be made
+again, identically, from the seed (and the uploaded file).
+
+A project created from an uploaded file (`POST /projects`) serves that file as its original
+stem, byte for byte, and its models separate the decoded mix (`unmix.py`).
 
 Profiles with `synthesize: false` (the bench) never synthesize: every stem is the same tiny
 WAV of `stem_bytes`, and titles are cheap deterministic names.
@@ -19,19 +23,25 @@ import os
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from orchestrator.simulator import audio
+from orchestrator.simulator import audio, unmix
+from orchestrator.simulator.entities import Stem
 from orchestrator.simulator.profile import Profile
-from orchestrator.simulator.world import HOSTILE_SOURCE, Stem
+from orchestrator.simulator.world import HOSTILE_SOURCE, UPLOAD_SOURCE, World
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.saving import Blobs
 
 T = TypeVar("T")
 
 MAX_SONGS = 8
 MAX_STEM_SETS = 24
+MAX_SONG_BYTES = 1 << 30
+MAX_STEM_SET_BYTES = 512 << 20
 MAX_REFERENCE_SETS = 4
 DECOY_BYTES = 4096
 REFERENCE_TYPES = ("original", "vocals", "backing_vocals", "instrumental")
@@ -44,12 +54,14 @@ _ARTISTS = ("The Loopbacks", "Port Zero", "Ada & the Seeds", "Null Choir", "Sine
 class Media:
     """Lazily made, cached audio for one simulator."""
 
-    def __init__(self, profile: Profile, seed: int) -> None:
+    def __init__(self, profile: Profile, seed: int, *, world: World, blobs: Blobs) -> None:
         self._profile = profile
         self._seed = seed
+        self._world = world
+        self._blobs = blobs
         self._caches: dict[str, _Lru] = {
-            "song": _Lru(MAX_SONGS),
-            "stems": _Lru(MAX_STEM_SETS),
+            "song": _Lru(MAX_SONGS, MAX_SONG_BYTES),
+            "stems": _Lru(MAX_STEM_SETS, MAX_STEM_SET_BYTES),
             "references": _Lru(MAX_REFERENCE_SETS),
             "tiny": _Lru(2),
         }
@@ -60,6 +72,9 @@ class Media:
 
     async def metadata(self, pid: str) -> tuple[str, str]:
         """The title and artist of project `pid`."""
+        project = self._world.projects.get(pid)
+        if project is not None and project.title is not None:
+            return project.title, ""
         if not self._profile.synthesize:
             return cheap_title(self._seed, pid)
         if pid not in self._titles:  # kept for good: songs leave their cache, titles do not
@@ -68,8 +83,16 @@ class Media:
         return self._titles[pid]
 
     async def song(self, pid: str) -> audio.Song:
-        """The synthesized song of project `pid`."""
+        """The song of project `pid`: synthesized, or split from its uploaded file."""
         p = self._profile
+        project = self._world.projects.get(pid)
+        if project is not None and project.upload is not None:
+            upload, title = project.upload, project.title or pid
+            return await self._cached(
+                "song",
+                pid,
+                lambda: unmix.song_from_file(self._blobs.get_blob(upload), pid, title),
+            )
         return await self._cached(
             "song",
             pid,
@@ -78,7 +101,11 @@ class Media:
 
     async def stem_bytes(self, stem: Stem) -> bytes:
         """The encoded file of `stem`, in its format."""
-        if not self._profile.synthesize:
+        if stem.source == UPLOAD_SOURCE:
+            upload = self._world.projects[stem.project_id].upload or ""
+            return await anyio.to_thread.run_sync(self._blobs.get_blob, upload)
+        uploaded = self._world.projects[stem.project_id].upload is not None
+        if not self._profile.synthesize and not uploaded:
             return await self._tiny(self._profile.stem_bytes)
         if stem.source == HOSTILE_SOURCE:
             return await self._tiny(DECOY_BYTES)
@@ -137,10 +164,12 @@ def cheap_title(seed: int, pid: str) -> tuple[str, str]:
 
 
 class _Lru:
-    """A small least-recently-used cache."""
+    """A small least-recently-used cache, bounded by count and (roughly) by bytes."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
 
     def __contains__(self, key: Hashable) -> bool:
@@ -151,7 +180,24 @@ class _Lru:
         return self._items[key]
 
     def put(self, key: Hashable, value: Any) -> None:
+        if key in self._items:
+            self._bytes -= _weight(self._items[key])
         self._items[key] = value
+        self._bytes += _weight(value)
         self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        while len(self._items) > self._size or (
+            self._max_bytes is not None and self._bytes > self._max_bytes and len(self._items) > 1
+        ):
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= _weight(dropped)
+
+
+def _weight(value: Any) -> int:
+    """Roughly how many bytes a cached value holds."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_weight(v) for v in value.values())
+    if isinstance(value, audio.Song):
+        return 3 * value.lead.nbytes
+    return 0

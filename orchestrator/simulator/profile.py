@@ -44,6 +44,24 @@ DEFAULT_DURATIONS: dict[str, float] = {
     "demucs": 240.0,
 }
 
+# What one minute of song costs with each model, as a factor of `credits_per_minute`: the
+# commercial models (AudioShake, Music.ai) cost more than the open ones. An assumption: Youka
+# publishes no price list; its quote endpoint is the only source of truth.
+DEFAULT_CREDIT_MULTIPLIERS: dict[str, float] = {
+    "mdx23c": 1.0,
+    "audioshakeai": 2.0,
+    "audioshake_vocals_lead": 2.0,
+    "musicai_instrumental_only": 1.5,
+    "musicai_lead_backing_other": 1.5,
+    "musicai_with_backing_vocals": 1.5,
+    "musicai_without_backing_vocals": 1.5,
+    "uvr_mdxnet_kara_2": 1.0,
+    "bs_roformer": 1.0,
+    "mel_band_roformer_instrumental_becruily": 1.0,
+    "mel_band_roformer_instrumental_instv7_gabox": 1.0,
+    "demucs": 1.0,
+}
+
 DEFAULT_PROJECTS = 6
 DEFAULT_SONG_SECONDS = 20.0
 DEFAULT_SAMPLE_RATE = 44100
@@ -51,6 +69,9 @@ DEFAULT_STEM_BYTES = 64 * 1024
 DEFAULT_CREDITS = 1_000_000
 DEFAULT_CREDITS_PER_MINUTE = 1.0
 DEFAULT_URL_TTL = 3600.0
+DEFAULT_UPLOAD_URL_TTL = 900.0
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024  # 20 minutes of 96 kHz 24-bit stereo WAV fit
+DEFAULT_INSUFFICIENT_CREDITS_STATUS = 402
 DEFAULT_REDIRECT_SHARE = 0.5
 DEFAULT_CREATED_TIME = 1.0
 DEFAULT_QUEUE_TIME = (2.0, 20.0)
@@ -114,6 +135,13 @@ class Profile:
     api_key: str | None = None
     credits: int = DEFAULT_CREDITS
     credits_per_minute: float = DEFAULT_CREDITS_PER_MINUTE
+    credit_multipliers: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_CREDIT_MULTIPLIERS)
+    )
+    insufficient_credits_status: int = DEFAULT_INSUFFICIENT_CREDITS_STATUS
+    idempotency_key_ttl: float | None = None
+    upload_url_ttl: float = DEFAULT_UPLOAD_URL_TTL
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     stems_mode: StemsMode = "accumulate"
     url_ttl: float = DEFAULT_URL_TTL
     redirect_share: float = DEFAULT_REDIRECT_SHARE
@@ -131,17 +159,21 @@ class Profile:
 
     def replace(self, **changes: Any) -> Profile:
         """A copy with `changes` applied and validated (`durations` merges into the table)."""
-        if "durations" in changes:
-            changes["durations"] = {**self.durations, **changes["durations"]}
+        for table in ("durations", "credit_multipliers"):
+            if table in changes:
+                changes[table] = {**getattr(self, table), **changes[table]}
         return _valid_profile(dataclasses.replace(self, **changes))
 
     def duration(self, model: str) -> float:
         """The nominal `in-progress` time of one separation with `model`, simulated seconds."""
         return self.durations[model]
 
-    def separation_cost(self, seconds: float) -> int:
-        """Credits one separation of a song of `seconds` costs (per started minute)."""
-        return max(1, math.ceil(seconds / 60.0 * self.credits_per_minute))
+    def separation_cost(self, seconds: float, model: str = "mdx23c") -> int:
+        """Credits one separation of a song of `seconds` with `model` costs: per started
+        minute, times the model's factor, at least one."""
+        minutes = math.ceil(seconds / 60.0)
+        factor = self.credit_multipliers[model]
+        return max(1, math.ceil(minutes * self.credits_per_minute * factor))
 
 
 def load_profile(spec: str | Path | Profile = "default") -> Profile:
@@ -204,6 +236,8 @@ _DURATION_FIELDS = {
     "limit_retry_after",
     "retry_after",
     "slow_pause",
+    "idempotency_key_ttl",
+    "upload_url_ttl",
 }
 
 
@@ -249,6 +283,10 @@ def _convert(key: str, value: Any, *, where: str) -> Any:
             raise ProfileError(f"{where}: expected a mapping of model to duration")
         parsed = {str(m): parse_duration(d, where=f"{where}.{m}") for m, d in value.items()}
         return {**DEFAULT_DURATIONS, **parsed}
+    if key == "credit_multipliers":
+        if not isinstance(value, dict):
+            raise ProfileError(f"{where}: expected a mapping of model to factor")
+        return {**DEFAULT_CREDIT_MULTIPLIERS, **{str(m): f for m, f in value.items()}}
     return value
 
 
@@ -304,6 +342,22 @@ def _valid_profile(p: Profile) -> Profile:
         raise ProfileError(f"durations: unknown model {unknown[0]!r}; models: {', '.join(MODELS)}")
     for model, seconds in p.durations.items():
         _check_number(f"durations.{model}", seconds, minimum=0.0)
+    unknown = sorted(set(p.credit_multipliers) - set(MODELS))
+    if unknown:
+        raise ProfileError(
+            f"credit_multipliers: unknown model {unknown[0]!r}; models: {', '.join(MODELS)}"
+        )
+    for model, factor in p.credit_multipliers.items():
+        _check_number(f"credit_multipliers.{model}", factor, minimum=0.0)
+    if p.insufficient_credits_status not in (402, 403):
+        raise ProfileError(
+            "insufficient_credits_status: expected 402 or 403, "
+            f"got {p.insufficient_credits_status!r}"
+        )
+    if p.idempotency_key_ttl is not None:
+        _check_number("idempotency_key_ttl", p.idempotency_key_ttl, minimum=0.001)
+    _check_number("upload_url_ttl", p.upload_url_ttl, minimum=0.001)
+    _check_int("max_upload_bytes", p.max_upload_bytes, minimum=1)
     if p.max_in_progress is not None:
         _check_int("max_in_progress", p.max_in_progress, minimum=1)
     if p.requests_per_second is not None:

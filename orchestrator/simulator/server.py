@@ -9,12 +9,17 @@
 
 Each simulator listens twice on loopback: the API host and the storage host, each on its own
 port (0: any free port), so that stem URLs point at another origin than the API's.
+
+With `state=DIR` a simulator keeps its world in that folder (`saving.py`): stopped and
+started again, it serves the same projects, tasks, keys, uploads and credits, and its tasks
+went on running meanwhile. Without it, every simulator is a new, empty world.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -51,6 +56,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         storage_port: int = 0,
+        state: Path | None = None,
     ) -> None:
         if not time_scale > 0:
             raise ProfileError(f"time scale must be a positive number, got {time_scale!r}")
@@ -58,6 +64,7 @@ class Simulator:
         self.seed = seed
         self.time_scale = time_scale
         self.host = host
+        self.state = state
         self._ports = (port, storage_port)
         self._runners: list[web.AppRunner] = []
         self._ctx: Context | None = None
@@ -66,13 +73,14 @@ class Simulator:
         self.storage_url = ""
 
     async def __aenter__(self) -> Simulator:
-        ctx = Context.create(self.profile, self.seed, self.time_scale)
+        ctx = Context.create(self.profile, self.seed, self.time_scale, self.state)
         try:
             api_port, storage_port = self._ports
             ctx.storage_port = await self._listen(storage_app(ctx), storage_port)
             ctx_api_port = await self._listen(api_app(ctx), api_port)
         except BaseException:
             await self._close()
+            ctx.close()
             raise
         self._ctx = ctx
         shown = _shown_host(self.host)
@@ -87,7 +95,11 @@ class Simulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close()
+        try:
+            await self._close()
+        finally:
+            if self._ctx is not None:
+                self._ctx.close()  # the whole world saved, after the last request was answered
 
     async def _listen(self, app: web.Application, port: int) -> int:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -152,8 +164,9 @@ class SimulatorThread:
         host: str = "127.0.0.1",
         port: int = 0,
         storage_port: int = 0,
+        state: Path | None = None,
     ) -> None:
-        self._sim = Simulator(profile, seed, time_scale, host, port, storage_port)
+        self._sim = Simulator(profile, seed, time_scale, host, port, storage_port, state)
         self._stack = contextlib.ExitStack()
         self._portal: anyio.from_thread.BlockingPortal | None = None
 
@@ -184,6 +197,7 @@ class SimulatorThread:
     storage_url: _FromSimulator[str] = _FromSimulator()
     api_key: _FromSimulator[str] = _FromSimulator()
     project_ids: _FromSimulator[list[str]] = _FromSimulator()
+    state: _FromSimulator[Path | None] = _FromSimulator()
 
 
 def serve_forever(
@@ -193,9 +207,13 @@ def serve_forever(
     profile: str | Path | Profile = "default",
     seed: int = 0,
     time_scale: float = 1.0,
+    state: Path | None = None,
 ) -> None:
-    """Serve until Ctrl-C, after printing the project ids and the URLs to use."""
-    sim = Simulator(profile, seed, time_scale, host, port, storage_port)
+    """Serve until Ctrl-C (or SIGTERM), after printing the project ids and the URLs to use.
+
+    With `state`, the world is saved there on the way out and resumed from there.
+    """
+    sim = Simulator(profile, seed, time_scale, host, port, storage_port, state)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(sim))
 
@@ -204,7 +222,10 @@ async def _serve(sim: Simulator) -> None:
     async with sim:
         for line in _banner(sim):
             print(line, flush=True)
-        await anyio.sleep_forever()
+        # SIGTERM ends the simulator as Ctrl-C does: its world is saved on the way out.
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                return
 
 
 def _banner(sim: Simulator) -> list[str]:
@@ -225,7 +246,18 @@ def _banner(sim: Simulator) -> list[str]:
         f"API key:     {key}",
         f"projects:    {' '.join(shown)}{more}",
         f"simulator:   {sim.root_url}/_sim/projects, {sim.root_url}/_sim/stats",
+        *_state_lines(sim),
         "Press Ctrl-C to stop.",
+    ]
+
+
+def _state_lines(sim: Simulator) -> list[str]:
+    if sim.state is None:
+        return []
+    world = sim.context.world
+    return [
+        f"state:       {sim.state} ({len(world.projects)} projects, {len(world.tasks)} tasks, "
+        f"{len(world.uploads)} uploads, balance {world.balance} credits)"
     ]
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from orchestrator.simulator import audio
 from orchestrator.simulator.context import API_PREFIX, CONTEXT
+from orchestrator.simulator.entities import Project
 from orchestrator.simulator.errors import ApiProblem
 from orchestrator.simulator.media import REFERENCE_TYPES
 
@@ -50,7 +51,7 @@ async def list_projects(request: web.Request) -> web.Response:
 async def list_references(request: web.Request) -> web.Response:
     """The URLs of a project's true parts, labelled as the simulator's ground truth."""
     ctx = request.app[CONTEXT]
-    project = ctx.world.project(request.match_info["projectId"])
+    project = _with_references(ctx.world.project(request.match_info["projectId"]))
     origin = request.url.origin()
     references = [
         {
@@ -76,7 +77,7 @@ async def list_references(request: web.Request) -> web.Response:
 async def get_reference(request: web.Request) -> web.Response:
     """The WAV of one true part of a project's song."""
     ctx = request.app[CONTEXT]
-    project = ctx.world.project(request.match_info["projectId"])
+    project = _with_references(ctx.world.project(request.match_info["projectId"]))
     kind = request.match_info["type"]
     if kind not in REFERENCE_TYPES:
         raise ApiProblem(
@@ -86,6 +87,18 @@ async def get_reference(request: web.Request) -> web.Response:
         )
     files = await ctx.media.references(project.id)
     return web.Response(body=files[kind], content_type=audio.CONTENT_TYPES["wav"])
+
+
+def _with_references(project: Project) -> Project:
+    """`project`, when it was synthesized: one made from an uploaded file has no true parts."""
+    if project.upload is not None:
+        raise ApiProblem(
+            404,
+            "NO_REFERENCES",
+            f"project {project.id!r} was created from an uploaded file: its true parts are "
+            "unknown, so there are no references to score against",
+        )
+    return project
 
 
 @sim_routes.get("/_sim/tasks")

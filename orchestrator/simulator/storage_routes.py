@@ -11,11 +11,11 @@ from __future__ import annotations
 import anyio
 from aiohttp import web
 
-from orchestrator.simulator import audio
 from orchestrator.simulator.context import API_PREFIX, CONTEXT, Context, drop
+from orchestrator.simulator.entities import Stem
 from orchestrator.simulator.errors import ApiProblem
 from orchestrator.simulator.signing import Verdict, verify
-from orchestrator.simulator.world import Stem
+from orchestrator.simulator.uploads import SERVED_TYPES
 
 storage_routes = web.RouteTableDef()
 redirect_routes = web.RouteTableDef()
@@ -108,7 +108,7 @@ def _file_response(stem: Stem, data: bytes, request: web.Request) -> web.Respons
         body=body,
         status=status,
         headers=headers,
-        content_type=audio.CONTENT_TYPES[stem.fmt],
+        content_type=SERVED_TYPES[stem.fmt],
     )
 
 
@@ -139,6 +139,6 @@ async def _slow(request: web.Request, stem: Stem, data: bytes, ctx: Context) -> 
 
 def _stream(stem: Stem, length: int) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Accept-Ranges": "bytes"})
-    response.content_type = audio.CONTENT_TYPES[stem.fmt]
+    response.content_type = SERVED_TYPES[stem.fmt]
     response.content_length = length
     return response

@@ -1,13 +1,16 @@
-"""The simulated account: projects, separation tasks and stems. A state machine, no HTTP.
+"""The simulated account: projects, tasks, stems, uploads, keys, credits. A state machine, no HTTP.
 
 Every method takes the simulated time `now` from the caller. A task's whole schedule is drawn
-when it is submitted (how long it stays `created`, `queued` and `in-progress`, and how it
+when it is accepted (how long it stays `created`, `queued` and `in-progress`, and how it
 ends); its status at any instant follows from that schedule. `advance(now)` settles the tasks
 that ended by `now`, in the order they ended, and applies their stems to the project, so a
 client that sees `completed` always finds the stems on its next project read.
 
-A separation is "in progress" from its accepted submission to its terminal state; the account
-cap (`max_in_progress`) and the record's peaks count exactly that.
+A separation is "in progress" from its accepted submission (or project creation) to its
+terminal state; the account cap (`max_in_progress`) and the record's peaks count exactly that.
+Credits are charged when a separation or creation is accepted, never for a replay.
+
+Every change is noted in `changes`, which a state folder saves (`store.py`).
 """
 
 from __future__ import annotations
@@ -15,22 +18,25 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.simulator import audio
 from orchestrator.simulator.audio import MODELS
+from orchestrator.simulator.entities import (
+    CREATION,
+    FAILURES,
+    Changes,
+    Project,
+    Stem,
+    Task,
+    Upload,
+)
 from orchestrator.simulator.errors import ApiProblem, issue, not_found, validation
 from orchestrator.simulator.faults import Dice, FaultRoller
+from orchestrator.simulator.keys import KeyBook, KeyEntry, Seen
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.record import Record
 
-TASK_TYPE = "stem-separation"
-FAILURES = {
-    "failed": "the separation failed: the model could not process the input audio",
-    "cancelled": "the separation was cancelled by the service",
-    "timed-out": "the separation exceeded the service's time limit",
-}
 # Stem names no client may use as file names as they are (`hostile_names: true`).
 HOSTILE_TYPES = (
     "../../evil",
@@ -42,97 +48,8 @@ HOSTILE_TYPES = (
 )
 HOSTILE_MODELS = ("../evil-model", "/abs/model", "a/b")
 HOSTILE_SOURCE = "hostile"
-MAX_QUOTE_SECONDS = 1200
-
-
-@dataclass(slots=True)
-class Stem:
-    """One stored file of a project. `source` names the audio it holds: `original`, a model
-    name, or `hostile` (a decoy with an unsafe name)."""
-
-    id: str
-    project_id: str
-    type: str
-    model: str | None
-    fmt: str
-    duration: float
-    redirect: bool
-    source: str
-
-
-@dataclass(slots=True)
-class Task:
-    """One separation and its schedule, in simulated seconds."""
-
-    id: str
-    project_id: str
-    model: str
-    submitted_at: float
-    queued_at: float
-    started_at: float
-    done_at: float
-    finalized_at: float
-    outcome: str
-    settled: bool = False
-    # For benchmarks: how often clients read this task, and when one first saw it terminal.
-    polls: int = 0
-    seen_terminal_at: float | None = None
-
-    def status(self, now: float) -> str:
-        """The task's status at simulated time `now`."""
-        if now < self.queued_at:
-            return "created"
-        if now < self.started_at:
-            return "queued"
-        if now < self.done_at:
-            return "in-progress"
-        if self.outcome != "completed":
-            return self.outcome
-        return "completed" if now < self.finalized_at else "finalized"
-
-    def view(self, now: float) -> dict[str, Any]:
-        """The task object of the API."""
-        status = self.status(now)
-        return self._view(status)
-
-    def polled(self, now: float) -> dict[str, Any]:
-        """The task object for a client's `GET /tasks/{id}`, counted as one poll."""
-        status = self.status(now)
-        self.polls += 1
-        if self.seen_terminal_at is None and now >= self.done_at:
-            self.seen_terminal_at = now
-        return self._view(status)
-
-    def timing(self) -> dict[str, Any]:
-        """When the task was submitted, ended and first seen ended (simulated s); its polls."""
-        return {
-            "id": self.id,
-            "project": self.project_id,
-            "model": self.model,
-            "outcome": self.outcome,
-            "submitted_at": self.submitted_at,
-            "done_at": self.done_at,
-            "seen_terminal_at": self.seen_terminal_at,
-            "polls": self.polls,
-        }
-
-    def _view(self, status: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": TASK_TYPE,
-            "status": status,
-            "error": FAILURES.get(status),
-            "output": {"projectId": self.project_id},
-        }
-
-
-@dataclass(slots=True)
-class Project:
-    """A project: its stems (the original first) and its task history."""
-
-    id: str
-    stems: list[Stem]
-    task_ids: list[str]
+UPLOAD_SOURCE = "upload"
+MAX_SONG_SECONDS = 1200  # as the quote's cap: 20 minutes
 
 
 def project_id(index: int) -> str:
@@ -143,24 +60,57 @@ def project_id(index: int) -> str:
 class World:
     """The account's state. One instance per simulator, used from the event loop only."""
 
-    def __init__(self, profile: Profile, dice: Dice, record: Record) -> None:
+    def __init__(self, profile: Profile, dice: Dice, record: Record, *, empty: bool = False):
         self.profile = profile
         self._dice = dice
         self._faults = FaultRoller(dice, record)
         self._record = record
+        self.changes = Changes()
         self.balance = profile.credits
         self.projects: dict[str, Project] = {}
         self.tasks: dict[str, Task] = {}
         self.stems: dict[str, Stem] = {}
-        self._keys: dict[str, tuple[str, str]] = {}
+        self.uploads: dict[str, Upload] = {}
+        self.keys = KeyBook(profile.idempotency_key_ttl)
         self._ends: list[tuple[float, int, str]] = []
         self._active_by_project: Counter[str] = Counter()
         self._active_by_model: Counter[str] = Counter()
         self._active_total = 0
+        if empty:
+            return
         for index in range(1, profile.projects + 1):
             pid = project_id(index)
             original = self._new_stem(pid, "original", None, "wav", source="original")
-            self.projects[pid] = Project(id=pid, stems=[original], task_ids=[])
+            self._add_project(Project(pid, [original], [], profile.song_seconds))
+
+    @classmethod
+    def restore(
+        cls, profile: Profile, dice: Dice, record: Record, rows: dict[str, dict[str, Any]]
+    ) -> World:
+        """The world saved as `rows` (by kind, then id), with its tasks in progress resumed."""
+        world = cls(profile, dice, record, empty=True)
+        world.stems = {sid: Stem.from_row(r) for sid, r in rows["stem"].items()}
+        world.tasks = {tid: Task.from_row(r) for tid, r in rows["task"].items()}
+        world.uploads = {fid: Upload.from_row(r) for fid, r in rows["upload"].items()}
+        world.keys.entries = {k: KeyEntry.from_row(r) for k, r in rows["key"].items()}
+        for pid, row in rows["project"].items():
+            world.projects[pid] = Project.from_row(row, world.stems)
+        for n, task in enumerate(world.tasks.values()):
+            if not task.settled:
+                heapq.heappush(world._ends, (task.done_at, n, task.id))
+                world._count_active(task, +1)
+        return world
+
+    def rows(self, kind: str) -> dict[str, Any]:
+        """The objects of `kind` by id, for saving (keys: the key book's entries)."""
+        tables: dict[str, dict[str, Any]] = {
+            "project": self.projects,
+            "task": self.tasks,
+            "stem": self.stems,
+            "upload": self.uploads,
+            "key": self.keys.entries,
+        }
+        return tables[kind]
 
     # -- reads -------------------------------------------------------------------------
 
@@ -178,6 +128,39 @@ class World:
             raise not_found("task", tid, "use the taskId returned by the stem-separation POST")
         return task
 
+    def poll(self, tid: str, now: float) -> dict[str, Any]:
+        """The task `tid` as a client's poll sees it (counted, saved lazily)."""
+        task = self.task(tid)
+        view = task.polled(now)
+        self.changes.touch("task", tid, durable=False)
+        return view
+
+    def decoded_upload(self, file_id: str) -> Upload:
+        """The upload `file_id` once its bytes arrived and decode as a song of at most 20
+        minutes; else a 404 or 422 problem saying what is missing."""
+        upload = self.uploads.get(file_id)
+        if upload is None:
+            raise not_found("input file", file_id, "use the inputFileId answered by POST /uploads")
+        if not upload.received:
+            raise validation(
+                f"input file {file_id!r} has no bytes yet: PUT them to its uploadUrl first",
+                [issue("inputFileId", "upload the file's bytes before using it")],
+            )
+        if upload.media_error is not None or upload.seconds is None:
+            raise ApiProblem(
+                422,
+                "UNSUPPORTED_MEDIA",
+                f"input file {file_id!r} ({upload.filename}): {upload.media_error}",
+                issues=[issue("inputFileId", "a file that decodes as audio")],
+            )
+        if upload.seconds > MAX_SONG_SECONDS:
+            raise validation(
+                f"input file {file_id!r} lasts {upload.seconds:.0f} s; songs are limited to "
+                f"{MAX_SONG_SECONDS} s",
+                [issue("inputFileId", f"a song of at most {MAX_SONG_SECONDS} seconds")],
+            )
+        return upload
+
     @property
     def in_progress(self) -> int:
         """Separations submitted and not yet terminal, whole account."""
@@ -194,17 +177,21 @@ class World:
 
     def _settle(self, task: Task) -> None:
         task.settled = True
-        self._active_total -= 1
-        self._active_by_project[task.project_id] -= 1
-        self._active_by_model[task.model] -= 1
+        self.changes.touch("task", task.id)
+        self._count_active(task, -1)
         self._record.task_settled(task.outcome)
         if task.outcome == "completed":
             self._add_stems(self.projects[task.project_id], task.model)
 
+    def _count_active(self, task: Task, step: int) -> None:
+        self._active_total += step
+        self._active_by_project[task.project_id] += step
+        self._active_by_model[task.model] += step
+
     def _add_stems(self, project: Project, model: str) -> None:
-        fmt = audio.model_format(model) if self.profile.synthesize else "wav"
+        fmt = audio.model_format(model) if self.profile.synthesize or project.upload else "wav"
         new = [
-            self._new_stem(project.id, kind, model, fmt, source=model)
+            self._new_stem(project.id, kind, model, fmt, source=model, seconds=project.seconds)
             for kind in audio.model_stem_types(model)
         ]
         if self.profile.hostile_names:
@@ -216,44 +203,47 @@ class World:
             for stem in project.stems:
                 if stem.model is not None:
                     del self.stems[stem.id]
+                    self.changes.remove("stem", stem.id)
             project.stems = [s for s in project.stems if s.model is None]
         project.stems.extend(new)
+        self.changes.touch("project", project.id)
 
-    def _new_stem(self, pid: str, kind: str, model: str | None, fmt: str, *, source: str) -> Stem:
+    def _new_stem(
+        self, pid: str, kind: str, model: str | None, fmt: str, *, source: str, seconds: float = 0
+    ) -> Stem:
         stem = Stem(
-            id=f"stm_{self._dice.token('stem_id')}",
+            id=self._fresh_id("stm_", "stem_id", self.stems),
             project_id=pid,
             type=kind,
             model=model,
             fmt=fmt,
-            duration=self.profile.song_seconds,
+            duration=seconds or self.profile.song_seconds,
             redirect=self._dice.random("redirect") < self.profile.redirect_share,
             source=source,
         )
         self.stems[stem.id] = stem
+        self.changes.touch("stem", stem.id)
         return stem
 
-    # -- writes ------------------------------------------------------------------------
+    def _fresh_id(self, prefix: str, purpose: str, taken: dict[str, Any]) -> str:
+        while True:  # a clash needs 2**64 draws, or a seed reused across generations
+            ident = f"{prefix}{self._dice.token(purpose)}"
+            if ident not in taken:
+                return ident
 
-    def check_submission(self, pid: str, model: Any) -> str:
-        """Validate a submission's project and model; the model name when both are valid."""
-        self.project(pid)
-        if not isinstance(model, str) or model not in MODELS:
-            raise validation(
-                f"splitModel {model!r} is not a split model; use one of: {', '.join(MODELS)}",
-                [issue("splitModel", f"must be one of: {', '.join(MODELS)}")],
-            )
-        return model
+    def _add_project(self, project: Project) -> None:
+        self.projects[project.id] = project
+        self.changes.touch("project", project.id)
 
-    def replayed(self, key: str | None, fingerprint: str) -> Task | None:
-        """The task an earlier submission with `key` created, if its payload was the same.
+    # -- idempotency -------------------------------------------------------------------
 
-        Raises a 409 problem when the key was used with a different payload.
+    def remembered(self, key: str | None, fingerprint: str, now: float) -> KeyEntry | None:
+        """The entry of `key` when this request replays its first use; None to do the work.
+
+        Raises a 409 problem when the key was used with a different request.
         """
-        if key is None or key not in self._keys:
-            return None
-        seen, tid = self._keys[key]
-        if seen != fingerprint:
+        seen, entry = self.keys.look(key, fingerprint, now)
+        if seen is Seen.CONFLICT:
             self._record.conflict()
             raise ApiProblem(
                 409,
@@ -261,12 +251,89 @@ class World:
                 f"Idempotency-Key {key!r} was already used with a different request "
                 "(method, path or body); send a new key for a different request",
             )
-        self._record.replay()
-        return self.tasks[tid]
+        if seen is Seen.REPLAY:
+            self._record.replay()
+            return entry
+        return None
+
+    def _bind(self, key: str | None, fingerprint: str, kind: str, ref: str, now: float) -> bool:
+        """Remember `key`; True when it had been used before and forgotten."""
+        if key is None:
+            return False
+        expired = key in self.keys.entries
+        if expired:
+            self._record.expired_key_reused()
+        self.keys.bind(key, fingerprint, kind, ref, now)
+        self.changes.touch("key", key)
+        return expired
+
+    # -- writes ------------------------------------------------------------------------
+
+    def check_model(self, model: Any) -> str:
+        """`model` when it is one of the twelve split models, else a 422 problem."""
+        if not isinstance(model, str) or model not in MODELS:
+            raise validation(
+                f"splitModel {model!r} is not a split model; use one of: {', '.join(MODELS)}",
+                [issue("splitModel", f"must be one of: {', '.join(MODELS)}")],
+            )
+        return model
+
+    def check_submission(self, pid: str, model: Any) -> str:
+        """Validate a submission's project and model; the model name when both are valid."""
+        self.project(pid)
+        return self.check_model(model)
 
     def submit(self, pid: str, model: str, key: str | None, fingerprint: str, now: float) -> Task:
         """Accept a new separation of project `pid` with `model` (validated) at `now`."""
         self.advance(now)
+        project = self.projects[pid]
+        cost = self._admit(model, project.seconds)
+        task = self._start(project, model, now, cost)
+        task.rekeyed = self._bind(key, fingerprint, "task", task.id, now)
+        return task
+
+    def create_project(
+        self, upload: Upload, title: str, model: str, key: str | None, fingerprint: str, now: float
+    ) -> Task:
+        """Accept a new project made from `upload` (received, decodable), and its first
+        separation with `model`; the task."""
+        self.advance(now)
+        assert upload.seconds is not None
+        cost = self._admit(model, upload.seconds)
+        pid = project_id(len(self.projects) + 1)
+        original = self._new_stem(
+            pid, "original", None, upload.fmt, source=UPLOAD_SOURCE, seconds=upload.seconds
+        )
+        project = Project(pid, [original], [], upload.seconds, title=title, upload=upload.id)
+        self._add_project(project)
+        upload.used = True
+        self.changes.touch("upload", upload.id)
+        task = self._start(project, model, now, cost, kind=CREATION)
+        task.rekeyed = self._bind(key, fingerprint, "project", task.id, now)
+        self._record.creation(upload.sha256 or "")
+        return task
+
+    def announce_upload(
+        self, fields: tuple[str, str, str, int], key: str | None, fingerprint: str, now: float
+    ) -> Upload:
+        """Register a file to be uploaded: (filename, content type, format, length)."""
+        filename, content_type, fmt, length = fields
+        upload = Upload(
+            id=self._fresh_id("file_", "file_id", self.uploads),
+            filename=filename,
+            content_type=content_type,
+            fmt=fmt,
+            length=length,
+            created_at=now,
+        )
+        self.uploads[upload.id] = upload
+        self.changes.touch("upload", upload.id)
+        upload.rekeyed = self._bind(key, fingerprint, "upload", upload.id, now)
+        self._record.upload_announced()
+        return upload
+
+    def _admit(self, model: str, seconds: float) -> int:
+        """Check the account cap and the balance for a new separation; charge it; its cost."""
         cap = self.profile.max_in_progress
         if cap is not None and self._active_total >= cap:
             retry_after = self.profile.limit_retry_after
@@ -278,24 +345,33 @@ class World:
                 "submit again when one has finished",
                 headers=retry_after_header(retry_after),
             )
-        cost = self.profile.separation_cost(self.profile.song_seconds)
+        cost = self.profile.separation_cost(seconds, model)
         if self.balance < cost:
+            self._record.insufficient_credits()
             raise ApiProblem(
-                402,
+                self.profile.insufficient_credits_status,
                 "INSUFFICIENT_CREDITS",
                 f"this separation costs {cost} credits and the balance is {self.balance}; "
                 "add credits to the account",
             )
         self.balance -= cost
-        task = self._schedule(pid, model, now)
+        self._record.charged(cost)
+        return cost
+
+    def _start(
+        self, project: Project, model: str, now: float, cost: int, *, kind: str | None = None
+    ) -> Task:
+        task = self._schedule(project.id, model, now)
+        task.cost = cost
+        if kind is not None:
+            task.kind = kind
         self.tasks[task.id] = task
-        self.projects[pid].task_ids.append(task.id)
-        if key is not None:
-            self._keys[key] = (fingerprint, task.id)
+        project.task_ids.append(task.id)
+        self.changes.touch("task", task.id)
+        self.changes.touch("project", project.id)
         heapq.heappush(self._ends, (task.done_at, len(self.tasks), task.id))
-        self._active_total += 1
-        self._active_by_project[pid] += 1
-        self._active_by_model[model] += 1
+        self._count_active(task, +1)
+        pid = project.id
         self._record.separation(pid, model)
         self._record.in_progress(
             self._active_total, self._active_by_project[pid], model, self._active_by_model[model]
@@ -314,7 +390,7 @@ class World:
             if outcome == "failed":  # a model error shows up part way through
                 done_at = started_at + (done_at - started_at) * dice.uniform("failed_at", 0.1, 1)
         return Task(
-            id=f"tsk_{dice.token('task_id')}",
+            id=self._fresh_id("tsk_", "task_id", self.tasks),
             project_id=pid,
             model=model,
             submitted_at=now,
@@ -324,32 +400,6 @@ class World:
             finalized_at=done_at + p.finalize_after,
             outcome=outcome,
         )
-
-    def quote(self, model: Any, duration: Any) -> dict[str, Any]:
-        """The price of one separation, as `POST /projects/quote` answers it."""
-        problems = []
-        if not isinstance(model, str) or model not in MODELS:
-            problems.append(issue("splitModel", f"must be one of: {', '.join(MODELS)}"))
-        if duration is None:
-            duration = self.profile.song_seconds
-        elif (
-            isinstance(duration, bool)
-            or not isinstance(duration, int | float)
-            or not 0 < duration <= MAX_QUOTE_SECONDS
-        ):
-            problems.append(
-                issue("durationSeconds", f"must be a number of seconds in (0, {MAX_QUOTE_SECONDS}]")
-            )
-        if problems:
-            raise validation("the quote request has invalid fields; see issues", problems)
-        cost = self.profile.separation_cost(float(duration))
-        return {
-            "creditsRequired": cost,
-            "availableBalance": self.balance,
-            "sufficientBalance": self.balance >= cost,
-            "durationSeconds": duration,
-            "breakdown": {"split": cost, "sync": 0},
-        }
 
 
 def retry_after_header(seconds: float | None) -> dict[str, str]:
