@@ -63,7 +63,7 @@ class Saved:
             table = self.rows.setdefault(kind, {})
             for ident in removed:
                 table.pop(ident, None)
-        self.meta = entry.get("meta", self.meta)
+        self.meta = {**self.meta, **entry.get("meta", {})}
         self.record = entry.get("record", self.record)
         self.requests.extend(entry.get("requests", ()))
 

@@ -10,9 +10,10 @@ the credit balance, the clock, the restart count (which seeds the random streams
 next start), the URL-signing secret (so a URL signed before a restart still verifies on the
 same ports), and the record. When: a request that changed the world (a submission, a task
 settled, an upload, a creation) appends its changes to the journal before its answer leaves;
-a request that changed only counters (a poll) is saved with the next such request or within
-`SOFT_SAVE_INTERVAL` seconds; everything at shutdown. The uploaded bytes themselves are
-written by the upload route (`blobs`), before its answer.
+what changed only counters (a poll's count, the record's soft counters) is saved by the first
+request at least `SOFT_SAVE_INTERVAL` seconds after the last such save; everything at
+shutdown. The uploaded bytes themselves are written by the upload route (`blobs`), before
+its answer.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Keeper:
         self.parts = parts
         self.identity = identity
         self.seq = 0
-        self._last_save = parts.clock.real()
+        self._last_save = self._last_counters = parts.clock.real()
 
     @classmethod
     def open(cls, path: Path, profile: Profile, seed: int, time_scale: float) -> Keeper:
@@ -110,9 +111,8 @@ class Keeper:
 
     def after_request(self) -> None:
         """Save what the request changed: at once when it must, else within the interval."""
-        changes = self.parts.world.changes
-        if changes.durable or (
-            changes.pending() and self.parts.clock.real() - self._last_save >= SOFT_SAVE_INTERVAL
+        if self.parts.world.changes.durable or (
+            self.parts.clock.real() - self._last_counters >= SOFT_SAVE_INTERVAL
         ):
             self.save()
 
@@ -121,7 +121,7 @@ class Keeper:
         world, record = self.parts.world, self.parts.record
         changes = world.changes
         self.seq += 1
-        entry: dict[str, Any] = {"seq": self.seq, "meta": self._meta()}
+        entry: dict[str, Any] = {"seq": self.seq, "meta": self._moving_meta()}
         put = {
             kind: {ident: _row(world.rows(kind)[ident]) for ident in ids}
             for kind, ids in changes.touched.items()
@@ -132,13 +132,16 @@ class Keeper:
             entry["put"] = put
         if removed:
             entry["del"] = removed
-        entry["record"] = record.soft_state()
-        if record.keep_requests and record.saved_requests < len(record.requests):
-            entry["requests"] = record.requests[record.saved_requests :]
-            record.saved_requests = len(record.requests)
+        now = self.parts.clock.real()
+        if now - self._last_counters >= SOFT_SAVE_INTERVAL:  # counters may lag, not writes
+            self._last_counters = now
+            entry["record"] = record.soft_state()
+            if record.keep_requests and record.saved_requests < len(record.requests):
+                entry["requests"] = record.requests[record.saved_requests :]
+                record.saved_requests = len(record.requests)
         changes.clear()
         self.folder.append(entry)
-        self._last_save = self.parts.clock.real()
+        self._last_save = now
         if self.folder.wants_snapshot():
             self.snapshot()
 
@@ -161,7 +164,7 @@ class Keeper:
             }
         )
         record.saved_requests = len(record.requests)
-        self._last_save = self.parts.clock.real()
+        self._last_save = self._last_counters = self.parts.clock.real()
 
     def close(self) -> None:
         """Save everything and release the folder."""
@@ -171,12 +174,18 @@ class Keeper:
             self.folder.close()
 
     def _meta(self) -> dict[str, Any]:
+        return {
+            **self._moving_meta(),
+            "generation": self.parts.generation,
+            "secret": self.parts.secret.hex(),
+        }
+
+    def _moving_meta(self) -> dict[str, Any]:
+        """What changes between snapshots besides the objects: the balance, the clock."""
         mark = self.parts.clock.mark()
         return {
             "balance": self.parts.world.balance,
             "clock": {"simulated": mark.simulated, "real": mark.real, "wall": mark.wall},
-            "generation": self.parts.generation,
-            "secret": self.parts.secret.hex(),
         }
 
 
