@@ -93,3 +93,25 @@ def test_dumped_profile_loads_back_equal(tmp_path):
     path = tmp_path / "custom.yaml"
     path.write_text(dump_profile(profile))
     assert load_profile(path) == profile
+
+
+def test_credit_and_key_settings_are_read_and_checked(tmp_path):
+    """Key retention reads as a duration; prices and the credits status are validated."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "idempotency_key_ttl: 24h\nupload_url_ttl: 90s\ncredit_multipliers: {demucs: 3}\n"
+        "insufficient_credits_status: 403\n"
+    )
+    profile = load_profile(path)
+    assert profile.idempotency_key_ttl == 86400 and profile.upload_url_ttl == 90
+    assert profile.credit_multipliers["demucs"] == 3 and profile.credit_multipliers["mdx23c"] == 1
+    assert profile.insufficient_credits_status == 403
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(dump_profile(profile))
+    assert load_profile(dumped).replace(name="p") == profile
+    with pytest.raises(ProfileError, match="insufficient_credits_status: expected 402 or 403"):
+        Profile().replace(insufficient_credits_status=401)
+    with pytest.raises(ProfileError, match="credit_multipliers: unknown model 'spleeter'"):
+        Profile().replace(credit_multipliers={"spleeter": 1})
+    with pytest.raises(ProfileError, match="idempotency_key_ttl"):
+        Profile().replace(idempotency_key_ttl=-1)

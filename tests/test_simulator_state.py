@@ -85,6 +85,17 @@ async def test_project_tasks_lists_the_whole_history_after_a_restart(tmp_path):
             assert [t["id"] for t in tasks] == [first, second]
 
 
+async def test_project_tasks_lists_a_task_whose_answer_was_lost(start_simulator, api_for):
+    """A POST answered 5xx after its write still shows its task in the project's history."""
+    sim = await start_simulator(faults={"error_after_write": 1.0})
+    api = api_for(sim)
+    status, body = await api.separate("prj_0004", "mdx23c", key="lost")
+    assert status >= 500
+    tasks = (await api.call("GET", "/projects/prj_0004/tasks"))[1]
+    assert len(tasks) == 1 and tasks[0]["type"] == "stem-separation"
+    assert set(tasks[0]) == {"id", "type", "status", "error", "output"}
+
+
 def test_a_killed_simulator_keeps_every_write_it_answered(tmp_path):
     """kill -9 right after answers: the restarted world has each task and replays each key."""
     state = tmp_path / "world"

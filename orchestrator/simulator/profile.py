@@ -95,10 +95,12 @@ class Faults:
     """Fault rates, each the share (0..1) of its opportunities that gets the fault.
 
     Opportunities, each counted in the record's `fault_opportunities`: `drop_connection`
-    every authenticated API call, stem redirect and download; `rate_limit` every API call;
-    `error_on_get` every API GET; `error_before_write` every valid stem-separation POST, and
-    `error_after_write` every one answered 202 (new task or replay); `expired_url`,
-    `truncate_body` and `slow_body` every download still going; `task_failure` every new task.
+    every authenticated API call, stem redirect, download and upload PUT; `rate_limit` every
+    API call; `error_on_get` every API GET; `error_before_write` every valid write (the
+    stem-separation, upload and project POSTs, and upload PUTs with the announced body), and
+    `error_after_write` every one applied or replayed; `expired_url` every download and upload
+    PUT still going; `truncate_body` and `slow_body` every download still going;
+    `task_failure` every new task.
     `retry_after_share` of random 429s carry `Retry-After: retry_after`; `slow_pause` and
     `retry_after` are real seconds.
     """

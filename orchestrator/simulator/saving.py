@@ -133,15 +133,18 @@ class Keeper:
         if removed:
             entry["del"] = removed
         now = self.parts.clock.real()
-        if now - self._last_counters >= SOFT_SAVE_INTERVAL:  # counters may lag, not writes
-            self._last_counters = now
+        counted = now - self._last_counters >= SOFT_SAVE_INTERVAL  # counters may lag, not writes
+        requests_end = len(record.requests)
+        if counted:
             entry["record"] = record.soft_state()
-            if record.keep_requests and record.saved_requests < len(record.requests):
-                entry["requests"] = record.requests[record.saved_requests :]
-                record.saved_requests = len(record.requests)
+            if record.keep_requests and record.saved_requests < requests_end:
+                entry["requests"] = record.requests[record.saved_requests : requests_end]
+        self.folder.append(entry)  # raises when the disk refuses: the changes stay noted
         changes.clear()
-        self.folder.append(entry)
         self._last_save = now
+        if counted:
+            self._last_counters = now
+            record.saved_requests = requests_end
         if self.folder.wants_snapshot():
             self.snapshot()
 
