@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test configs demo bench lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,20 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# configs/ holds copies of the catalogue and the simulator profiles that the package ships
+# (and reads); refresh them after editing the originals. A test checks that they agree.
+configs:
+	rm -f configs/models.yaml configs/simulator/*.yaml
+	mkdir -p configs/simulator
+	for source in orchestrator/models.yaml orchestrator/simulator/profiles/*.yaml; do \
+	  case $$source in \
+	    */profiles/*) copy=configs/simulator/$${source##*/} ;; \
+	    *) copy=configs/$${source##*/} ;; \
+	  esac; \
+	  printf '# A copy of %s, the one stemsweep reads:\n# edit that one, then run `make configs`.\n' \
+	    "$$source" | cat - "$$source" > "$$copy"; \
+	done
 
 demo: install
 	$(BIN)/stemsweep run jobs/demo.yaml

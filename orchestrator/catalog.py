@@ -1,15 +1,20 @@
-"""The model catalogue (`configs/models.yaml`) and where the project's configs live."""
+"""The model catalogue: `orchestrator/models.yaml`, shipped inside the package.
+
+It is read with `importlib.resources`, so it is found wherever stemsweep is installed (a
+wheel, pipx, the container image) and from any working directory. `configs/models.yaml` in
+the source tree is a copy for reading, kept equal by a test (`make configs` refreshes it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-MODELS_FILE = CONFIG_DIR / "models.yaml"
+MODELS_RESOURCE: Traversable = files("orchestrator") / "models.yaml"
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class ModelInfo:
 @cache
 def models() -> tuple[ModelInfo, ...]:
     """The twelve split models, in catalogue order."""
-    data = yaml.safe_load(MODELS_FILE.read_text(encoding="utf-8"))
+    data = yaml.safe_load(MODELS_RESOURCE.read_text(encoding="utf-8"))
     return tuple(ModelInfo(name=m["name"], purpose=m["purpose"]) for m in data["models"])
 
 

@@ -90,7 +90,7 @@ def models() -> None:
     "--profile",
     default="default",
     show_default=True,
-    help="Profile name (configs/simulator/NAME.yaml) or path to a profile YAML.",
+    help="A shipped profile (default, chaos, bench) or the path of a profile YAML.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of all randomness.")
 @click.option(

@@ -1,10 +1,14 @@
-"""Simulator profiles: `configs/simulator/NAME.yaml` (or any path) into a frozen `Profile`.
+"""Simulator profiles: a shipped profile by name, or any YAML file, into a frozen `Profile`.
 
 A profile says how the simulated Youka account behaves: how many projects it has, how long
 each model's separation takes, whether `stems[]` accumulates or is replaced, its limits, and
 which faults it injects at which rate. Every field has a default (the `DEFAULT_*` constants);
 a YAML file names only what it changes. Unknown keys are refused, so a typo never silently
 turns a fault off.
+
+The shipped profiles (`default`, `chaos`, `bench`) are package data in
+`orchestrator/simulator/profiles/`, read with `importlib.resources` so that a name works
+wherever stemsweep is installed; `configs/simulator/` in the source tree holds copies.
 
 Durations are simulated seconds (`--time-scale` compresses them); YAML may write them as
 numbers or as `500ms`, `3s`, `10m`, `1h`. The `Retry-After` values and the slow-body pause
@@ -17,6 +21,8 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +30,8 @@ import yaml
 
 from orchestrator.simulator.audio import MODELS
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "configs" / "simulator"
+# The shipped profiles, NAME.yaml each.
+PROFILES: Traversable = files("orchestrator.simulator") / "profiles"
 
 
 # How long one separation stays `in-progress`, per model, in simulated seconds. Plausible
@@ -126,7 +133,7 @@ class Faults:
 
 @dataclass(frozen=True)
 class Profile:
-    """How one simulated Youka account behaves. See `configs/simulator/default.yaml`."""
+    """How one simulated Youka account behaves. See `profiles/default.yaml`."""
 
     name: str = "default"
     projects: int = DEFAULT_PROJECTS
@@ -179,7 +186,7 @@ class Profile:
 
 
 def load_profile(spec: str | Path | Profile = "default") -> Profile:
-    """A profile by name (`configs/simulator/NAME.yaml`), by path, or as given."""
+    """A profile by name (a shipped one: `profiles/NAME.yaml`), by path, or as given."""
     if isinstance(spec, Profile):
         return spec
     path = _locate(spec)
@@ -192,7 +199,7 @@ def load_profile(spec: str | Path | Profile = "default") -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile is a mapping of settings, got {type(data).__name__}")
     try:
-        return profile_from_mapping(data, name=path.stem)
+        return profile_from_mapping(data, name=Path(path.name).stem)
     except ProfileError as exc:
         raise ProfileError(f"{path}: {exc}") from None
 
@@ -243,15 +250,21 @@ _DURATION_FIELDS = {
 }
 
 
-def _locate(spec: str | Path) -> Path:
+def shipped_profiles() -> list[str]:
+    """The names of the profiles shipped with stemsweep, sorted."""
+    names = (p.name for p in PROFILES.iterdir())
+    return sorted(name.removesuffix(".yaml") for name in names if name.endswith(".yaml"))
+
+
+def _locate(spec: str | Path) -> Traversable:
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.parent != Path("."):
         if not path.is_file():
             raise ProfileError(f"profile file {path} does not exist")
         return path
-    named = PROFILE_DIR / f"{spec}.yaml"
+    named = PROFILES / f"{spec}.yaml"
     if not named.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        known = shipped_profiles()
         raise ProfileError(
             f"unknown profile {spec!r}: use one of {', '.join(known)} or a path to a YAML file"
         )
