@@ -19,6 +19,7 @@ import click
 
 from orchestrator import __version__
 from orchestrator.errors import StemsweepError
+from orchestrator.extras import missing_extra
 
 if TYPE_CHECKING:
     from orchestrator.jobs import Shard
@@ -43,6 +44,14 @@ def _friendly(func: F) -> F:
         except StemsweepError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:
+            # An optional part (simulator, report) whose extra is not installed.
+            context = click.get_current_context(silent=True)
+            message = missing_extra(exc.name, context.info_name if context else None)
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
+            sys.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
