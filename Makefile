@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: install test configs demo bench lint clean
+.PHONY: install test wheel-smoke configs demo bench lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Build the wheel, install it into fresh venvs in a temporary folder and use it from there.
+wheel-smoke: install
+	$(BIN)/python scripts/wheel_smoke.py
 
 # configs/ holds copies of the catalogue and the simulator profiles that the package ships
 # (and reads); refresh them after editing the originals. A test checks that they agree.
@@ -40,7 +44,7 @@ bench: install
 	$(BIN)/python -m bench
 
 lint: install
-	$(BIN)/ruff check orchestrator tests
+	$(BIN)/ruff check orchestrator tests scripts
 	$(BIN)/mypy orchestrator
 
 clean:
