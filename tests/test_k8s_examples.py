@@ -1,13 +1,17 @@
-"""The Kubernetes examples in configs/k8s: valid YAML whose shards cover the whole sweep."""
+"""The Kubernetes examples in configs/k8s: valid for every Kubernetes version the README
+claims, running the Dockerfile's image, with shards that cover the whole sweep."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes_validate import ValidationError, validate
+from kubernetes_validate.utils import all_versions
 
 from orchestrator.cli import EXIT_USAGE, cli
 from orchestrator.jobs import Shard, count_jobs, iter_jobs, select_shard
@@ -16,6 +20,9 @@ from orchestrator.manifest import load_manifest
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "configs" / "k8s"
 INDEX = "$(JOB_COMPLETION_INDEX)"
+IMAGE = "registry.example.com/stemsweep"  # the name the README builds and pushes
+EXAMPLES = sorted(p.name for p in K8S.glob("*.yaml"))
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -36,6 +43,64 @@ def container(spec: dict[str, Any]) -> dict[str, Any]:
 
 def option(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
+
+
+def claimed_minimum() -> tuple[int, int]:
+    """The oldest Kubernetes the README says the examples run on ("Kubernetes 1.N or later")."""
+    match = re.search(r"Kubernetes (\d+)\.(\d+) or later", (ROOT / "README.md").read_text())
+    assert match, "the README's Kubernetes section names the oldest version the examples need"
+    return int(match[1]), int(match[2])
+
+
+def claimed_versions() -> list[str]:
+    """Every minor version from the README's minimum on that the validator has schemas for."""
+    minors = {tuple(int(n) for n in v.split(".")[:2]) for v in all_versions()}
+    low = claimed_minimum()
+    return [f"{major}.{minor}" for major, minor in sorted(minors) if (major, minor) >= low]
+
+
+def test_the_validated_versions_start_at_the_readme_claim() -> None:
+    """The schemas checked begin at the version the README claims and run to the newest."""
+    versions = claimed_versions()
+    assert versions[0] == "{}.{}".format(*claimed_minimum())
+    assert len(versions) >= 6  # 1.29 to 1.34 at least, the versions the examples are used on
+
+
+@pytest.mark.parametrize("version", claimed_versions())
+def test_every_example_validates_strictly_against_the_version_schema(version: str) -> None:
+    """Each example passes the API schema of `version`: no missing, unknown or mistyped field."""
+    for name in EXAMPLES:
+        for document in yaml.safe_load_all((K8S / name).read_text(encoding="utf-8")):
+            try:
+                used = validate(document, version, strict=True)
+            except ValidationError as exc:
+                where = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{name} on Kubernetes {version}: {where}: {exc.message}")
+            assert used == version  # its own schema, not that of an older version
+
+
+def test_the_claim_is_the_shared_read_write_many_tree() -> None:
+    """pvc.yaml is the claim both Jobs mount for the tree, writable by every pod at once."""
+    pvc = load("pvc.yaml")
+    assert pvc["kind"] == "PersistentVolumeClaim"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert pvc["spec"]["resources"]["requests"]["storage"]
+    for spec in job_specs():
+        volumes = spec["template"]["spec"]["volumes"]
+        claims = [v["persistentVolumeClaim"] for v in volumes if "persistentVolumeClaim" in v]
+        assert [c["claimName"] for c in claims] == [pvc["metadata"]["name"]]
+
+
+@pytest.mark.parametrize("spec", job_specs(), ids=["job", "cronjob"])
+def test_the_pods_run_this_version_of_the_image_as_its_user(spec: dict[str, Any]) -> None:
+    """The image is the Dockerfile's, tagged with the package's version, run as its user."""
+    assert container(spec)["image"] == f"{IMAGE}:{VERSION}"
+    assert f"{IMAGE}:{VERSION}" in (ROOT / "README.md").read_text()  # the build it documents
+    user = re.search(r"^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert user, "the Dockerfile names its user by number"
+    pod = spec["template"]["spec"]["securityContext"]
+    assert pod["runAsNonRoot"]
+    assert (pod["runAsUser"], pod["fsGroup"]) == (int(user[1]), int(user[2]))
 
 
 @pytest.mark.parametrize("spec", job_specs(), ids=["job", "cronjob"])
