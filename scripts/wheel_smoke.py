@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -34,6 +35,7 @@ TWELVE = 12
 SIM_MODELS = ("mdx23c", "demucs")
 SIM_PROJECTS = ("prj_0001", "prj_0002")
 STARTUP_SECONDS = 60.0  # how long `stemsweep simulate` may take to print its base URL
+LEAKS = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"}
 
 IN_PROCESS = """\
 version: 1
@@ -154,7 +156,8 @@ def check_core_against_simulator(core: Path, full: Path, work: Path) -> None:
     """The core install runs a sweep against `stemsweep simulate --profile bench`."""
     command = [str(full / "stemsweep"), "simulate", "--profile", "bench"]
     command += ["--port", "0", "--storage-port", "0", "--time-scale", "600"]
-    server = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, text=True)
+    pipe = subprocess.PIPE
+    server = subprocess.Popen(command, cwd=work, env=environment(), stdout=pipe, text=True)
     try:
         base_url = read_base_url(server)
         manifest = work / "core.yaml"
@@ -169,15 +172,17 @@ def check_core_against_simulator(core: Path, full: Path, work: Path) -> None:
 
 
 def read_base_url(server: subprocess.Popen[str]) -> str:
+    """The base URL `stemsweep simulate` prints; it is killed if it prints none in time."""
     assert server.stdout is not None
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        line = server.stdout.readline()
-        if not line:
-            raise SmokeError(f"`stemsweep simulate` exited {server.wait()} before serving")
-        if line.startswith("base URL:"):
-            return line.split(":", 1)[1].strip()
-    raise SmokeError("`stemsweep simulate` printed no base URL")
+    watchdog = threading.Timer(STARTUP_SECONDS, server.kill)
+    watchdog.start()
+    try:
+        for line in server.stdout:
+            if line.startswith("base URL:"):
+                return line.split(":", 1)[1].strip()
+    finally:
+        watchdog.cancel()
+    raise SmokeError(f"`stemsweep simulate` exited {server.wait()} without serving")
 
 
 def check_in_process_simulator_and_report(full: Path, work: Path) -> None:
@@ -223,14 +228,18 @@ def stemsweep(
 def run(
     command: list[str], *, cwd: Path, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    # A clean environment but for PATH and HOME: nothing of the checkout's venv leaks in.
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     done = subprocess.run(
-        command, cwd=cwd, env={**clean, **(env or {})}, capture_output=True, text=True
+        command, cwd=cwd, env={**environment(), **(env or {})}, capture_output=True, text=True
     )
     if check and done.returncode != 0:
         raise SmokeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
     return done
+
+
+def environment() -> dict[str, str]:
+    """The caller's environment (proxies, pip's settings) less what would point a command at
+    the checkout's venv or at a real API."""
+    return {k: v for k, v in os.environ.items() if k not in LEAKS and not k.startswith("YOUKA_")}
 
 
 def write(path: Path, text: str) -> Path:
