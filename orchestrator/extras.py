@@ -1,7 +1,7 @@
 """The optional parts of stemsweep, and the extra that installs each.
 
     extra       needed by                                    brings
-    simulator   `simulate`, a manifest with `api.simulator`  numpy, soundfile
+    simulator   `simulate`, a manifest with `api.simulator`  numpy, soundfile, scipy
     report      `report`                                     numpy, soundfile, scipy, pyloudnorm
 
 The core (`run`, `retry`, `plan`, `status`, `models` against the real API) imports none of
@@ -18,7 +18,7 @@ from types import MappingProxyType
 # checks that the two agree). Every one is imported under the name it is installed as.
 EXTRAS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "simulator": frozenset({"numpy", "soundfile"}),
+        "simulator": frozenset({"numpy", "soundfile", "scipy"}),
         "report": frozenset({"numpy", "soundfile", "scipy", "pyloudnorm"}),
     }
 )
