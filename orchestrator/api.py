@@ -58,8 +58,6 @@ from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
     FALLBACK_EXTENSION,
     Downloaded,
-    ExpiredUrlError,
-    RetryableDownloadError,
     Staged,
     commit_one,
     extension_for,
@@ -70,7 +68,9 @@ from orchestrator.errors import (
     ApiError,
     CredentialsError,
     DownloadError,
+    ExpiredUrlError,
     RetryableApiError,
+    RetryableDownloadError,
     StemsweepError,
 )
 from orchestrator.logs import redact_text, redact_url

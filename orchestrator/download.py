@@ -12,11 +12,11 @@ Server-supplied strings (stem types, model names, ids) become path components on
 `safe_path`, which refuses anything but plain names and checks that the result stays under
 the output root.
 
-Errors: `DownloadError` for a body that cannot be verified or written;
-`RetryableDownloadError` for a failure worth another attempt (a short body); and
-`ExpiredUrlError` for a signed URL the storage host no longer accepts. Transport errors of
-aiohttp raised while streaming are let through unchanged, after the temporary file is
-removed: `api.py` translates them, in one place with every other HTTP error.
+Errors (`orchestrator.errors`): `DownloadError` for a body that cannot be verified or
+written, `RetryableDownloadError` for a failure worth another attempt (a short body).
+Transport errors of aiohttp raised while streaming are let through unchanged, after the
+temporary file is removed: `api.py` translates them, in one place with every other HTTP
+error.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import aiohttp
 import anyio
 import blake3
 
-from orchestrator.errors import DownloadError
+from orchestrator.errors import DownloadError, RetryableDownloadError
 
 PARTIAL_PREFIX = ".stemsweep-partial-"
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -76,21 +76,6 @@ _EXTENSION_BY_TYPE = {
 }
 AUDIO_SUFFIXES = frozenset({"wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff"})
 FALLBACK_EXTENSION = "bin"
-
-
-class RetryableDownloadError(DownloadError):
-    """A download failure worth another attempt: a short body, a 5xx, a dropped connection.
-
-    `retry_after` is the server's `Retry-After` in seconds, when it sent one.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ExpiredUrlError(DownloadError):
-    """The storage host refused a signed URL (403, expired signature): re-read the project."""
 
 
 @dataclass(frozen=True)

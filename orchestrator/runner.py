@@ -46,7 +46,6 @@ from anyio.abc import TaskGroup
 from orchestrator.api import Stem, YoukaClient
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.download import (
-    ExpiredUrlError,
     Staged,
     commit,
     digest_matches,
@@ -60,6 +59,7 @@ from orchestrator.errors import (
     ApiError,
     CredentialsError,
     DownloadError,
+    ExpiredUrlError,
     RetryableApiError,
     StemsweepError,
     UsageError,
@@ -507,8 +507,6 @@ class _Sweep:
         job = entry.job
         try:
             project = await self.reads.project(job.project)
-        except CredentialsError:
-            raise
         except RetryableApiError as exc:
             # Nothing was recorded: the next run tries this job afresh.
             self._fail(entry, Status.PENDING, attempt, f"project could not be read: {exc}")
@@ -530,8 +528,6 @@ class _Sweep:
         job = entry.job
         try:
             task_id = await self.client.submit(job.project, job.model, key)
-        except CredentialsError:
-            raise
         except RetryableApiError as exc:
             # The POST may have been applied: keep `submitting`, so the next run re-sends the
             # same key and gets the same task instead of starting a second separation.
@@ -560,8 +556,6 @@ class _Sweep:
         job = entry.job
         try:
             verdict = await self.poller.wait_terminal(task_id, job.model, fresh=fresh)
-        except CredentialsError:
-            raise
         except ApiError as exc:
             status, reason = Status.FAILED, f"task {task_id} could not be polled: {exc}"
         else:
@@ -603,8 +597,6 @@ class _Sweep:
             for _ in range(EXPIRED_URL_ROUNDS):
                 try:
                     project = await self.reads.project(job.project)
-                except CredentialsError:
-                    raise
                 except ApiError as exc:
                     self._download_failed(entry, row, f"project could not be read: {exc}")
                     return

@@ -31,8 +31,15 @@ from orchestrator.api import (
     parse_task,
     same_origin,
 )
-from orchestrator.download import PARTIAL_PREFIX, ExpiredUrlError, RetryableDownloadError
-from orchestrator.errors import ApiError, CredentialsError, DownloadError, RetryableApiError
+from orchestrator.download import PARTIAL_PREFIX
+from orchestrator.errors import (
+    ApiError,
+    CredentialsError,
+    DownloadError,
+    ExpiredUrlError,
+    RetryableApiError,
+    RetryableDownloadError,
+)
 from orchestrator.logs import REDACTED, shared_processors
 from orchestrator.simulator.profile import Faults, Profile
 from orchestrator.simulator.server import Simulator

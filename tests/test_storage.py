@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from orchestrator.api import YoukaClient
-from orchestrator.download import DEFAULT_CHUNK_SIZE, RetryableDownloadError, commit_one
-from orchestrator.errors import DownloadError
+from orchestrator.download import DEFAULT_CHUNK_SIZE, commit_one
+from orchestrator.errors import DownloadError, RetryableDownloadError
 from orchestrator.storage import StorageClient
 
 pytestmark = pytest.mark.anyio
