@@ -378,7 +378,7 @@ def plan(
 
     from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.lifecycle import Mode
-    from orchestrator.manifest import resolve_key_scope
+    from orchestrator.spec import resolve_key_scope
     from orchestrator.summary import PlanRow, format_table, plan_rows
 
     chosen = _parse_shard(shard)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
-from orchestrator.manifest import Manifest
+from orchestrator.spec import Manifest
 
 KEY_VERSION = "ss1"  # bump when the key format changes, so old and new keys never meet
 MAX_KEY_LENGTH = 255  # Youka documents no limit; 255 is what Stripe-like APIs accept

@@ -1,7 +1,8 @@
-"""Parse and validate a job manifest into frozen objects (pure: no network).
+"""Parse and validate a job manifest into the frozen objects of `orchestrator.spec`.
 
-The objects below are the contract the rest of the package relies on.
 `load_manifest` raises `ManifestError` naming the file, the field path and what is allowed.
+This is the only module that knows the manifest's schema (pydantic); the rest of the
+package reads the frozen objects.
 
 Validation happens in three steps, each of which can refuse the file:
 
@@ -9,7 +10,7 @@ Validation happens in three steps, each of which can refuse the file:
    `safe_load` would silently collapse, are found by `_ManifestLoader`.
 2. Schema: strict pydantic models with `extra="forbid"` check every field; all their
    complaints are reported together, one line each, with the field path and its line.
-3. Freezing: the validated models become the frozen dataclasses below.
+3. Freezing: the validated models become the frozen dataclasses of `spec`.
 
 The only I/O is reading the manifest, the `projects_file`s it names and the model
 catalogue (`orchestrator.catalog`); there is no network access.
@@ -18,12 +19,10 @@ catalogue (`orchestrator.catalog`); there is no network access.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -43,30 +42,38 @@ from pydantic import (
 )
 
 from orchestrator.catalog import model_names
+from orchestrator.durations import format_duration, parse_duration
 from orchestrator.errors import ManifestError
-
-StemType = Literal["original", "instrumental", "vocals", "backing_vocals"]
-STEM_TYPES: tuple[StemType, ...] = ("original", "instrumental", "vocals", "backing_vocals")
-
-DEFAULT_BASE_URL = "https://api.youka.io/api/v1"
-DEFAULT_MAX_IN_FLIGHT = 8
-DEFAULT_PER_PROJECT = 1
-DEFAULT_REQUESTS_PER_SECOND = 5.0
-DEFAULT_POLL_INITIAL = 3.0
-DEFAULT_POLL_MAX = 60.0
-DEFAULT_POLL_TIMEOUT = 30 * 60.0
-DEFAULT_REQUEST_ATTEMPTS = 6
-DEFAULT_TASK_RETRIES = 0
-DEFAULT_TYPES: tuple[StemType, ...] = STEM_TYPES[1:]  # every type but original
-DEFAULT_OUTPUT = "out/{name}"  # `{name}` is replaced by the manifest's name
-DEFAULT_SIMULATOR_PROFILE = "default"
-DEFAULT_SIMULATOR_SEED = 0
-DEFAULT_SIMULATOR_TIME_SCALE = 1.0
+from orchestrator.spec import (
+    DATE_PLACEHOLDER,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_OUTPUT,
+    DEFAULT_PER_PROJECT,
+    DEFAULT_POLL_INITIAL,
+    DEFAULT_POLL_MAX,
+    DEFAULT_POLL_TIMEOUT,
+    DEFAULT_REQUEST_ATTEMPTS,
+    DEFAULT_REQUESTS_PER_SECOND,
+    DEFAULT_SIMULATOR_PROFILE,
+    DEFAULT_SIMULATOR_SEED,
+    DEFAULT_SIMULATOR_TIME_SCALE,
+    DEFAULT_TASK_RETRIES,
+    DEFAULT_TYPES,
+    STEM_TYPES,
+    ApiSpec,
+    Limits,
+    Manifest,
+    PollSpec,
+    RetrySpec,
+    SimulatorSpec,
+    StemType,
+    Sweep,
+)
 
 MANIFEST_VERSION = 1
 MAX_NAME_LENGTH = 128  # `name` becomes a directory name (`out/{name}`)
 MAX_PROJECT_ID_LENGTH = 128
-DATE_PLACEHOLDER = "{date}"
 
 # How much of a user's value an error message may quote: enough to recognise it, never a
 # whole pasted secret or a 10,000-character line.
@@ -80,164 +87,8 @@ KEY_SCOPE_TEXT_PATTERN = re.compile(r"[A-Za-z0-9._-]*")
 PROFILE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@dataclass(frozen=True)
-class SimulatorSpec:
-    """Run against an in-process simulator instead of the real API."""
-
-    profile: str = DEFAULT_SIMULATOR_PROFILE
-    seed: int = DEFAULT_SIMULATOR_SEED
-    time_scale: float = DEFAULT_SIMULATOR_TIME_SCALE
-
-
-@dataclass(frozen=True)
-class ApiSpec:
-    """Where the API is: `base_url` (no trailing slash), or an in-process simulator."""
-
-    base_url: str = DEFAULT_BASE_URL
-    simulator: SimulatorSpec | None = None
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Concurrency and pacing caps that hold at every instant of a run.
-
-    `per_model` maps a model name to its own cap (a read-only mapping; models not named
-    there have none beyond `max_in_flight`).
-    """
-
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    per_project: int = DEFAULT_PER_PROJECT
-    per_model: Mapping[str, int] = field(default_factory=dict)
-    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
-
-
-@dataclass(frozen=True)
-class PollSpec:
-    """Seconds, as floats."""
-
-    initial: float = DEFAULT_POLL_INITIAL
-    max: float = DEFAULT_POLL_MAX
-    timeout: float = DEFAULT_POLL_TIMEOUT
-
-
-@dataclass(frozen=True)
-class RetrySpec:
-    """`requests`: attempts per HTTP call (>= 1); `tasks`: automatic re-submissions of a
-    failed separation (>= 0), each with a new idempotency key."""
-
-    requests: int = DEFAULT_REQUEST_ATTEMPTS
-    tasks: int = DEFAULT_TASK_RETRIES
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One sweep: project ids (read from `projects_file` when given there) x models.
-
-    `load_manifest` drops repeated ids and models, keeping the first of each, so both
-    tuples hold distinct values in manifest order. `projects_file` is the file the ids were
-    read from (already joined to the manifest's folder), or None when they were listed inline.
-    """
-
-    projects: tuple[str, ...]
-    models: tuple[str, ...]
-    projects_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A validated manifest. `download_types` are the stem types to save, in order."""
-
-    path: Path  # the manifest file; `projects_file` and `references` are relative to its folder
-    # `output` is relative to the current directory, like any command-line output path
-    version: int
-    name: str
-    api: ApiSpec
-    output: Path
-    key_scope: str  # template; may contain {date}
-    limits: Limits
-    poll: PollSpec
-    retries: RetrySpec
-    download_types: tuple[str, ...]
-    sweeps: tuple[Sweep, ...]
-    references: Path | None = None  # already joined to the manifest's folder
-
-
 # ---------------------------------------------------------------------------------------
-# Small pure helpers, public because the CLI and the report use them too.
-
-
-def parse_duration(value: object) -> float:
-    """Seconds (a positive, finite float) from `3s`, `0.5s`, `250ms`, `10m`, `1h`, `1m30s`,
-    or a bare number of seconds (`90`, `2.5`, `"90"`).
-
-    Units are h, m, s and ms, each at most once and largest first. Raises `ValueError`
-    for anything else, including zero, negative, infinite and boolean values.
-    """
-    if isinstance(value, bool):
-        raise ValueError(_DURATION_HELP)
-    if isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer too large for a float
-            raise ValueError(_DURATION_HELP) from None
-    elif isinstance(value, str):
-        seconds = _parse_duration_text(value.strip())
-    else:
-        raise ValueError(_DURATION_HELP)
-    if not math.isfinite(seconds):
-        raise ValueError(_DURATION_HELP)
-    if seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as the manifest would spell it: `250ms`, `3s`, `10m`, `1m30s`, `1h`."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours:g}h" if hours else "", f"{minutes:g}m" if minutes else ""]
-    parts.append(f"{secs:g}s" if secs or not (hours or minutes) else "")
-    return "".join(parts)
-
-
-def resolve_key_scope(template: str, now: datetime) -> str:
-    """Fill `{date}` in a key scope with the UTC date of `now` as YYYY-MM-DD.
-
-    `now` must be timezone-aware (the run's start time); a naive datetime raises
-    `ValueError`, since its date would depend on the machine's time zone. A template without
-    `{date}` is returned unchanged.
-    """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("resolve_key_scope needs a timezone-aware datetime")
-    return template.replace(DATE_PLACEHOLDER, now.astimezone(UTC).strftime("%Y-%m-%d"))
-
-
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_UNIT_ORDER = tuple(_UNIT_SECONDS)  # largest first
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|h|m|s)")
-_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
-_DURATION_HELP = "must be a duration like 3s, 0.5s, 250ms, 10m, 1h, 1m30s, or a number of seconds"
-
-
-def _parse_duration_text(text: str) -> float:
-    if _PLAIN_NUMBER.fullmatch(text):
-        return float(text)
-    total, position, used = 0.0, 0, list[str]()
-    for match in _DURATION_PART.finditer(text):
-        number, unit = match.groups()
-        # Units must be contiguous, distinct and largest first: `1m30s`, not `30s1m`.
-        if match.start() != position or (
-            used and _UNIT_ORDER.index(unit) <= _UNIT_ORDER.index(used[-1])
-        ):
-            raise ValueError(_DURATION_HELP)
-        total += float(number) * _UNIT_SECONDS[unit]
-        position = match.end()
-        used.append(unit)
-    if not used or position != len(text):
-        raise ValueError(_DURATION_HELP)
-    return total
+# Small pure helpers.
 
 
 def _show(value: object) -> str:
@@ -345,10 +196,14 @@ def _check_profile(value: str) -> str:
 
 
 def _duration_field(value: object) -> float:
+    """A duration of the manifest: `orchestrator.durations`' grammar, and more than zero."""
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise ValueError(f"{exc} (got {_show(value)})") from None
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration (got {_show(value)})")
+    return seconds
 
 
 def _check_non_empty(value: str) -> str:

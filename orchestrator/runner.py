@@ -76,7 +76,6 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
-from orchestrator.manifest import Manifest, resolve_key_scope
 from orchestrator.scheduling import (
     ALL_GATES,
     SEPARATION_GATES,
@@ -85,6 +84,7 @@ from orchestrator.scheduling import (
     Poller,
     SharedReads,
 )
+from orchestrator.spec import Manifest, resolve_key_scope
 from orchestrator.state import (
     JobRow,
     StateStore,

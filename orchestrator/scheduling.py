@@ -38,7 +38,7 @@ from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import Job
 from orchestrator.lifecycle import Decision
-from orchestrator.manifest import Limits, PollSpec
+from orchestrator.spec import Limits, PollSpec
 
 if TYPE_CHECKING:
     from orchestrator.state import JobRow

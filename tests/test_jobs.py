@@ -29,14 +29,14 @@ from orchestrator.jobs import (
     select_shard,
     shard_of,
 )
-from orchestrator.manifest import (
+from orchestrator.manifest import load_manifest
+from orchestrator.spec import (
     ApiSpec,
     Limits,
     Manifest,
     PollSpec,
     RetrySpec,
     Sweep,
-    load_manifest,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from orchestrator.jobs import Job
 from orchestrator.lifecycle import Action, Decision
-from orchestrator.manifest import Limits
 from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Entry
+from orchestrator.spec import Limits
 
 SUBMIT = Decision(Action.SUBMIT, 1)
 DOWNLOAD = Decision(Action.DOWNLOAD_ONLY, 1)
