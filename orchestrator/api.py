@@ -54,6 +54,7 @@ from yarl import URL
 
 from orchestrator import __version__
 from orchestrator.clock import REAL_CLOCK, Clock
+from orchestrator.connection import ENV_API_KEY, require_key
 from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
     FALLBACK_EXTENSION,
@@ -109,7 +110,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPIRED_STATUSES = frozenset({401, 403, 410})
 SUBMIT_RETRY_CODES = frozenset({"IDEMPOTENT_REPLAY_IN_PROGRESS", "CONFLICT"})
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
-KEY_VARIABLE = "YOUKA_API_KEY"
 
 T = TypeVar("T")
 
@@ -383,9 +383,9 @@ def translate_failure(
 
     if status == 401 or (status == 403 and kind == "me"):
         return CredentialsError(
-            f"the API rejected the key in {KEY_VARIABLE} (HTTP {status}"
+            f"the API rejected the key in {ENV_API_KEY} (HTTP {status}"
             + (f" {code}" if code else "")
-            + f"); check {KEY_VARIABLE}. {message}"
+            + f"); check {ENV_API_KEY}. {message}"
         )
     if status == 429 or status == 408 or status >= 500:
         if download:
@@ -463,8 +463,7 @@ class YoukaClient:
         max_pause: float = DEFAULT_MAX_PAUSE,
         retry_timeout: float | None = None,
     ) -> None:
-        if not api_key or not api_key.strip():
-            raise CredentialsError(f"{KEY_VARIABLE} is empty: set it to your Youka API key")
+        require_key(api_key)
         if requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
         if attempts < 1:

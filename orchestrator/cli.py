@@ -209,10 +209,11 @@ def _sweep(
 
     import anyio
 
+    from orchestrator.connection import ENV_API_KEY
     from orchestrator.lifecycle import Mode
     from orchestrator.logs import LogFormat, configure_logging
     from orchestrator.manifest import load_manifest
-    from orchestrator.runner import ENV_API_KEY, run_manifest
+    from orchestrator.runner import run_manifest
     from orchestrator.summary import Tally, render_summary
 
     shard = _parse_shard(shard_text)

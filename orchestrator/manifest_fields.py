@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, InstanceOf, ValidationInfo
 
 from orchestrator.catalog import model_names
+from orchestrator.connection import ENV_API_KEY
 from orchestrator.durations import parse_duration
 from orchestrator.manifest_yaml import read_text, show
 from orchestrator.spec import DATE_PLACEHOLDER, DEFAULT_BASE_URL
@@ -104,7 +105,7 @@ def _check_base_url(value: str) -> str:
         raise ValueError(f"{problem} (got {show(value)})")
     if parts.username is not None or parts.password is not None:
         # Never echo it: the part before `@` may be a credential.
-        raise ValueError("must not carry credentials; the key comes only from YOUKA_API_KEY")
+        raise ValueError(f"must not carry credentials; the key comes only from {ENV_API_KEY}")
     if parts.query or parts.fragment:
         raise ValueError(f"must not have a query or fragment (got {show(value)})")
     return value.rstrip("/")

@@ -45,6 +45,7 @@ from anyio.abc import TaskGroup
 
 from orchestrator.api import Stem, YoukaClient
 from orchestrator.clock import REAL_CLOCK, Clock
+from orchestrator.connection import require_key, resolve_connection
 from orchestrator.download import (
     Staged,
     commit,
@@ -103,8 +104,6 @@ from orchestrator.summary import (
     summary_data,
 )
 
-ENV_API_KEY = "YOUKA_API_KEY"
-ENV_API_URL = "YOUKA_API_URL"
 EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
 DOWNLOAD_CONCURRENCY = 8  # jobs receiving their stem files at once, whole run
 COMMIT_CONCURRENCY = 8  # jobs putting received files in place (fsync, rename) at once
@@ -127,28 +126,6 @@ class RunOutcome:
     exit_code: int
     output: Path
     state_path: Path
-
-
-def resolve_connection(
-    manifest: Manifest, environ: Mapping[str, str], api_url: str | None
-) -> tuple[str, str | None]:
-    """The API base URL and key of a run (pure); (``""``, None) when it uses the simulator.
-
-    The URL: manifest `api.base_url`, overridden by `YOUKA_API_URL`, overridden by
-    `--api-url`. The key comes only from `YOUKA_API_KEY`: missing or blank is a
-    `CredentialsError` that names the variable.
-    """
-    if manifest.api.simulator is not None:
-        return "", None
-    key = environ.get(ENV_API_KEY)
-    if key is None:
-        raise CredentialsError(
-            f"{ENV_API_KEY} is not set: export {ENV_API_KEY}=yk_... (your Youka API key), "
-            "or run against the simulator (api.simulator in the manifest)"
-        )
-    if not key.strip():
-        raise CredentialsError(f"{ENV_API_KEY} is empty: set it to your Youka API key")
-    return api_url or environ.get(ENV_API_URL) or manifest.api.base_url, key
 
 
 async def run_manifest(
@@ -308,12 +285,10 @@ async def _open_client(
             raise UsageError(f"{manifest.path}: api.simulator.profile: {exc}") from None
         sim = await stack.enter_async_context(simulator)
         base_url, api_key = sim.base_url, sim.api_key
-    if api_key is None:
-        raise CredentialsError(f"{ENV_API_KEY} is not set")
     client = await stack.enter_async_context(
         YoukaClient(
             base_url,
-            api_key,
+            require_key(api_key),
             requests_per_second=manifest.limits.requests_per_second,
             attempts=manifest.retries.requests,
             clock=clock,
