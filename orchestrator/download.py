@@ -15,7 +15,7 @@ the output root.
 Errors (`orchestrator.errors`): `DownloadError` for a body that cannot be verified or
 written, `RetryableDownloadError` for a failure worth another attempt (a short body).
 Transport errors of aiohttp raised while streaming are let through unchanged, after the
-temporary file is removed: `api.py` translates them, in one place with every other HTTP
+temporary file is removed: `transport.py` translates them, in one place with every other HTTP
 error.
 """
 
@@ -284,7 +284,7 @@ async def stage(
                 await anyio.to_thread.run_sync(_hash_and_write, hasher, out, chunk)
             check_length(received, declared)
         except (aiohttp.ClientError, TimeoutError):
-            raise  # transport errors (some are OSErrors too) are api.py's to translate
+            raise  # transport errors (some are OSErrors too) are transport.py's to translate
         except OSError as exc:
             raise DownloadError(f"cannot write {final_path}: {exc.strerror or exc}") from None
     except BaseException:

@@ -11,9 +11,9 @@
         ├── RetryableDownloadError  a short body, a 5xx, a dropped connection: worth another attempt
         └── ExpiredUrlError         a signed URL refused (403, expired): re-read the project
 
-Lower-level errors (aiohttp, sqlite3, yaml, pydantic) are translated into this tree in
-exactly one place each: `api.py`, `state.py`, `manifest.py`. Messages never contain the
-API key or a signed URL's query string.
+Lower-level errors are translated into this tree in exactly one place each: aiohttp's in
+`transport.py`, sqlite3's in `state.py`, pydantic's in `manifest.py`, yaml's in
+`manifest_yaml.py`. Messages never contain the API key or a signed URL's query string.
 """
 
 from __future__ import annotations

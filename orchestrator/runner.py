@@ -43,7 +43,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestrator.api import Stem, YoukaClient
+from orchestrator.api import YoukaClient
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
 from orchestrator.download import (
@@ -103,6 +103,7 @@ from orchestrator.summary import (
     job_document,
     summary_data,
 )
+from orchestrator.wire import Stem
 
 EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
 DOWNLOAD_CONCURRENCY = 8  # jobs receiving their stem files at once, whole run

@@ -32,13 +32,14 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from orchestrator.api import Project, Task, YoukaClient
+from orchestrator.api import YoukaClient
 from orchestrator.backoff import next_poll_delay, task_rng, window_step
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import Job
 from orchestrator.lifecycle import Decision
 from orchestrator.spec import Limits, PollSpec
+from orchestrator.wire import Project, Task
 
 if TYPE_CHECKING:
     from orchestrator.state import JobRow

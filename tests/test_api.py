@@ -21,16 +21,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import (
-    TERMINAL_FAILED,
-    TERMINAL_OK,
-    YoukaClient,
-    backoff_after_429,
-    parse_project,
-    parse_retry_after,
-    parse_task,
-    same_origin,
-)
+from orchestrator.api import YoukaClient
 from orchestrator.download import PARTIAL_PREFIX
 from orchestrator.errors import (
     ApiError,
@@ -41,8 +32,17 @@ from orchestrator.errors import (
     RetryableDownloadError,
 )
 from orchestrator.logs import REDACTED, shared_processors
+from orchestrator.pacing import backoff_after_429
 from orchestrator.simulator.profile import Faults, Profile
 from orchestrator.simulator.server import Simulator
+from orchestrator.transport import same_origin
+from orchestrator.wire import (
+    TERMINAL_FAILED,
+    TERMINAL_OK,
+    parse_project,
+    parse_retry_after,
+    parse_task,
+)
 
 pytestmark = pytest.mark.anyio
 
