@@ -31,17 +31,11 @@ from yarl import URL
 
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key
-from orchestrator.download import (
-    FALLBACK_EXTENSION,
-    Downloaded,
-    Staged,
-    commit_one,
-    extension_for,
-    with_extension,
-)
 from orchestrator.errors import ApiError, DownloadError, RetryableApiError, RetryableDownloadError
+from orchestrator.files import Downloaded, Staged, commit_one
 from orchestrator.logs import redact_url
 from orchestrator.pacing import Pacer
+from orchestrator.paths import file_for
 from orchestrator.storage import Answer
 from orchestrator.transport import REDIRECT_STATUSES, Kind, Transport
 from orchestrator.wire import Project, Task, parse_project, parse_task, task_id_of, task_list
@@ -198,13 +192,13 @@ class YoukaClient:
             raise ApiError(f"GET /projects/{project_id}/tasks: {exc}", status=200) from None
 
     async def download(self, url: str, dest: Path) -> Downloaded:
-        """Stream `url` to `dest` plus the extension the response implies; verified, atomic:
-        `fetch`, then `download.commit_one`."""
+        """Stream `url` to `dest` plus the extension the response implies (`paths.file_for`);
+        verified, atomic: `fetch`, then `files.commit_one`."""
         return await commit_one(await self.fetch(url, dest))
 
     async def fetch(self, url: str, dest: Path) -> Staged:
-        """Receive `url`'s body, verified, for `dest` plus the extension the response implies;
-        `download.commit` puts it in place (with the other files of its job).
+        """Receive `url`'s body, verified, for `dest` plus the extension the response implies
+        (`paths.file_for`); `files.commit` puts it in place (with the other files of its job).
 
         Redirects are followed by hand (at most `MAX_REDIRECTS`), deciding per hop whether
         the token may go along; hops to the API host are paced like any API request; each
@@ -274,10 +268,7 @@ class YoukaClient:
                 raise DownloadError(f"not an http(s) URL: {redact_url(current)}")
 
             def final_for(content_type: str | None, hop: URL = current) -> Path:
-                ext = extension_for(content_type, str(hop))
-                if ext == FALLBACK_EXTENSION and str(hop) != url:
-                    ext = extension_for(None, url)
-                return with_extension(dest, ext)
+                return file_for(dest, content_type, str(hop), url)
 
             answer = await self._transport.get(current, final_for)
             if answer.staged is not None:

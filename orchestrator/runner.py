@@ -33,11 +33,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -46,16 +46,7 @@ from anyio.abc import TaskGroup
 from orchestrator.api import YoukaClient
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
-from orchestrator.download import (
-    Staged,
-    commit,
-    digest_matches,
-    discard,
-    is_safe_name,
-    remove_partials,
-    safe_path,
-    write_json_atomic,
-)
+from orchestrator.download import digest_matches
 from orchestrator.errors import (
     ApiError,
     CredentialsError,
@@ -65,6 +56,7 @@ from orchestrator.errors import (
     StemsweepError,
     UsageError,
 )
+from orchestrator.files import Staged, commit, discard, remove_partials, write_json_atomic
 from orchestrator.jobs import Job, Shard, count_jobs, idempotency_key, iter_jobs, select_shard
 from orchestrator.lifecycle import (
     Action,
@@ -77,6 +69,14 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
+from orchestrator.paths import (
+    is_safe_name,
+    job_file,
+    own_folders,
+    reference_base,
+    stem_base,
+    summary_name,
+)
 from orchestrator.scheduling import (
     ALL_GATES,
     SEPARATION_GATES,
@@ -108,9 +108,6 @@ from orchestrator.wire import Stem
 EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
 DOWNLOAD_CONCURRENCY = 8  # jobs receiving their stem files at once, whole run
 COMMIT_CONCURRENCY = 8  # jobs putting received files in place (fsync, rename) at once
-JOB_FILE = "job.json"
-SUMMARY_FILE = "summary.json"
-REFERENCES_DIR = "_references"
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
 # while later jobs go, so the buffer must span many projects (manifests are project-major).
 LOOKAHEAD_MIN = 1024
@@ -169,7 +166,7 @@ async def run_manifest(
     started, started_at = time.monotonic(), utc_now()
     with StateStore.open_writer(state_path) as store:
         if out.exists():
-            removed = remove_partials(out, only=_own_folders(shard))
+            removed = remove_partials(out, only=own_folders(shard))
             if removed:
                 log.info("run.partials_removed", count=removed)
         for other in other_splits(out, shard):
@@ -241,23 +238,6 @@ async def run_manifest(
             with anyio.CancelScope(shield=True):  # close connections even when cancelled
                 await stack.aclose()
     return RunOutcome(summary=data, exit_code=data["exit_code"], output=out, state_path=state_path)
-
-
-def summary_name(shard: Shard | None) -> str:
-    """`summary.json`, or `summary-shard-I-of-N.json` for a shard: shards share one tree."""
-    return SUMMARY_FILE if shard is None else f"summary-{shard.name}.json"
-
-
-def _own_folders(shard: Shard | None) -> Callable[[PurePosixPath], bool] | None:
-    """Which folders of the tree a run may clean of partial files (None: all of them).
-
-    A shard owns the second-level folders of its projects, `{model}/{project}` and
-    `_references/{project}`, and nothing else: the root and the other shards' folders may
-    hold partial files that another process is writing.
-    """
-    if shard is None:
-        return None
-    return lambda folder: len(folder.parts) == 2 and shard.has_project(folder.parts[1])
 
 
 def _references_path(manifest: Manifest) -> str | None:
@@ -634,7 +614,7 @@ class _Sweep:
         async with self._downloads:
             for stem in chosen.chosen:
                 if stem.type not in staged:
-                    dest = safe_path(self.out, job.model, job.project, stem.type)
+                    dest = stem_base(self.out, job.model, job.project, stem.type)
                     staged[stem.type] = (stem, await self.client.fetch(stem.url, dest))
                     log.debug(
                         "download.finished", project=job.project, model=job.model, type=stem.type
@@ -709,7 +689,7 @@ class _Sweep:
             missing_types=list(missing),
             unsafe_types=list(unsafe),
         )
-        return safe_path(self.out, row.model, row.project, JOB_FILE), document
+        return job_file(self.out, row.model, row.project), document
 
     def _check_done(self, row: JobRow, stems: list[StemRow]) -> list[StemRow] | None:
         """Whether a done job's files are intact (blocking); None when one is not.
@@ -778,13 +758,13 @@ async def _save_references(
 
     projects = dict.fromkeys(job.project for job in select_shard(iter_jobs(manifest), shard))
     for project in projects:
-        folder = safe_path(out, REFERENCES_DIR, project)
         for kind in REFERENCE_TYPES:
-            if any(folder.glob(f"{kind}.*")):
+            base = reference_base(out, project, kind)
+            if any(base.parent.glob(f"{kind}.*")):
                 continue
             url = f"{root_url}/_sim/projects/{project}/references/{kind}"
             try:
-                await client.download(url, folder / kind)
+                await client.download(url, base)
             except DownloadError as exc:
                 log.warning("references.failed", project=project, type=kind, reason=str(exc))
                 break

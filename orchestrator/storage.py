@@ -35,15 +35,14 @@ from yarl import URL
 
 from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
-    Staged,
     Stopped,
     content_encoding,
     declared_length,
-    discard,
     in_memory,
     receive,
 )
 from orchestrator.errors import DownloadError
+from orchestrator.files import Staged, discard
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error or redirect answer kept for its message
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)

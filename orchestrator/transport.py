@@ -44,7 +44,7 @@ from yarl import URL
 
 from orchestrator import __version__
 from orchestrator.connection import ENV_API_KEY
-from orchestrator.download import DEFAULT_CHUNK_SIZE, Staged, stage
+from orchestrator.download import DEFAULT_CHUNK_SIZE, stage
 from orchestrator.errors import (
     ApiError,
     CredentialsError,
@@ -54,6 +54,7 @@ from orchestrator.errors import (
     RetryableDownloadError,
     StemsweepError,
 )
+from orchestrator.files import Staged
 from orchestrator.logs import redact_text, redact_url
 from orchestrator.pacing import Pacer
 from orchestrator.storage import MAX_ERROR_BODY, Answer, StorageClient

@@ -22,7 +22,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from orchestrator.api import YoukaClient
-from orchestrator.download import PARTIAL_PREFIX
 from orchestrator.errors import (
     ApiError,
     CredentialsError,
@@ -31,6 +30,7 @@ from orchestrator.errors import (
     RetryableApiError,
     RetryableDownloadError,
 )
+from orchestrator.files import PARTIAL_PREFIX
 from orchestrator.logs import REDACTED, shared_processors
 from orchestrator.pacing import backoff_after_429
 from orchestrator.simulator.profile import Faults, Profile

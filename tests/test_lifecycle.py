@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.download import is_safe_name
 from orchestrator.lifecycle import (
     Action,
     Decision,
@@ -17,6 +16,7 @@ from orchestrator.lifecycle import (
     may_resubmit,
     select_stems,
 )
+from orchestrator.paths import is_safe_name
 
 RUN, RETRY = Mode.RUN, Mode.RETRY
 KEY, TASK = "ss1:s:prj_a:mdx23c:2", "tsk_1"

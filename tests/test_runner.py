@@ -13,10 +13,11 @@ import soundfile
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
 
 from orchestrator import runner
-from orchestrator.download import DEFAULT_CHUNK_SIZE, is_safe_name
+from orchestrator.download import DEFAULT_CHUNK_SIZE
 from orchestrator.errors import CredentialsError
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
+from orchestrator.paths import is_safe_name
 from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.audio import model_format
 from orchestrator.simulator.server import Simulator
