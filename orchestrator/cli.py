@@ -22,6 +22,8 @@ from orchestrator.errors import StemsweepError
 
 if TYPE_CHECKING:
     from orchestrator.jobs import Shard
+    from orchestrator.simulator.server import Simulator
+    from orchestrator.spec import SimulatorSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,7 +216,8 @@ def _sweep(
     from orchestrator.logs import LogFormat, configure_logging
     from orchestrator.manifest import load_manifest
     from orchestrator.runner import run_manifest
-    from orchestrator.summary import Tally, render_summary
+    from orchestrator.tally import Tally
+    from orchestrator.views import render_summary
 
     shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)
@@ -240,6 +243,7 @@ def _sweep(
             shard=shard,
             tally=tally,
             handle_signals=True,
+            local_api=None if manifest.api.simulator is None else _simulator_for(manifest.path),
         )
 
     if show_progress:
@@ -254,6 +258,22 @@ def _sweep(
         outcome = anyio.run(go)
     click.echo(render_summary(outcome.summary))
     sys.exit(outcome.exit_code)
+
+
+def _simulator_for(manifest_path: Path) -> Callable[[SimulatorSpec], Simulator]:
+    """Starts the in-process simulator of a manifest's `api.simulator`, for `run_manifest`;
+    a profile that cannot be loaded is a `UsageError` naming the manifest."""
+    from orchestrator.errors import UsageError
+    from orchestrator.simulator.profile import ProfileError
+    from orchestrator.simulator.server import Simulator
+
+    def start(spec: SimulatorSpec) -> Simulator:
+        try:
+            return Simulator(spec.profile, seed=spec.seed, time_scale=spec.time_scale)
+        except ProfileError as exc:
+            raise UsageError(f"{manifest_path}: api.simulator.profile: {exc}") from None
+
+    return start
 
 
 @cli.command()
@@ -380,7 +400,7 @@ def plan(
     from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.lifecycle import Mode
     from orchestrator.spec import resolve_key_scope
-    from orchestrator.summary import PlanRow, format_table, plan_rows
+    from orchestrator.views import PlanRow, format_table, plan_rows
 
     chosen = _parse_shard(shard)
     loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
@@ -441,7 +461,7 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
       stemsweep status jobs/nightly.yaml --shard 1/4
     """
     from orchestrator.jobs import iter_jobs, select_shard
-    from orchestrator.summary import MAX_LISTED, format_table, status_tally
+    from orchestrator.views import MAX_LISTED, format_table, status_tally
 
     chosen = _parse_shard(shard)
     loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
