@@ -33,12 +33,12 @@ from orchestrator.api import YoukaClient
 from orchestrator.download import digest_matches
 from orchestrator.errors import ApiError, DownloadError, ExpiredUrlError
 from orchestrator.files import Staged, commit, discard, write_json_atomic
-from orchestrator.jobs import Job
+from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Fault, Selection, Status, fault_of, select_stems
 from orchestrator.logs import get_logger
 from orchestrator.paths import is_safe_name, job_file, reference_base, stem_base
 from orchestrator.scheduling import SharedReads
-from orchestrator.state import JobRow, StemRow
+from orchestrator.state import JobRecord, StemRow
 from orchestrator.wire import Stem
 
 EXPIRED_URL_ROUNDS = 3  # project reads per job when signed URLs keep expiring
@@ -79,7 +79,7 @@ class Delivery:
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
 
-    async def deliver(self, job: Job, row: JobRow) -> Delivered | Undelivered:
+    async def deliver(self, job: JobId, row: JobRecord) -> Delivered | Undelivered:
         """Put the job's files in place, with fresh project reads when URLs expire."""
         staged: dict[str, tuple[Stem, Staged]] = {}
         expired = ""
@@ -111,7 +111,7 @@ class Delivery:
         finally:
             discard(file for _, file in staged.values())
 
-    def check_done(self, row: JobRow, stems: list[StemRow]) -> list[StemRow] | None:
+    def check_done(self, row: JobRecord, stems: list[StemRow]) -> list[StemRow] | None:
         """Whether a done job's files are intact (blocking); None when one is not.
 
         A file whose size and modification time are those recorded is trusted as it is; any
@@ -138,7 +138,11 @@ class Delivery:
         return verified
 
     async def _receive_and_commit(
-        self, job: Job, row: JobRow, chosen: Selection[Stem], staged: dict[str, tuple[Stem, Staged]]
+        self,
+        job: JobId,
+        row: JobRecord,
+        chosen: Selection[Stem],
+        staged: dict[str, tuple[Stem, Staged]],
     ) -> list[StemRow]:
         """Receive the chosen stems not in `staged` yet, then put the job's files in place.
 
@@ -165,7 +169,7 @@ class Delivery:
 
     async def _commit_job(
         self,
-        row: JobRow,
+        row: JobRecord,
         files: list[tuple[Stem, Staged]],
         missing: Sequence[str],
         unsafe: Sequence[str],
@@ -189,7 +193,7 @@ class Delivery:
 
     def _job_document(
         self,
-        row: JobRow,
+        row: JobRecord,
         stems: list[StemRow],
         missing: Iterable[str],
         unsafe: Iterable[str],

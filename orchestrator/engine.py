@@ -44,7 +44,7 @@ from orchestrator.api import YoukaClient
 from orchestrator.clock import Clock
 from orchestrator.delivery import DOWNLOAD_CONCURRENCY, EXPIRED_URL_ROUNDS, Delivery, Undelivered
 from orchestrator.errors import ApiError, CredentialsError, StemsweepError
-from orchestrator.jobs import Job, Shard, idempotency_key, iter_jobs, select_shard
+from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
 from orchestrator.lifecycle import (
     UNEXPECTED,
     Action,
@@ -67,12 +67,12 @@ from orchestrator.scheduling import (
     ALL_GATES,
     SEPARATION_GATES,
     Admission,
-    Entry,
     Poller,
     SharedReads,
+    Ticket,
 )
 from orchestrator.spec import Manifest, resolve_key_scope
-from orchestrator.state import JobRow, StateStore
+from orchestrator.state import JobRecord, StateStore
 from orchestrator.tally import DOWNLOADING, WAITING, Failure, Note, Tally
 
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
@@ -153,17 +153,17 @@ class Engine:
 
     async def _dispatch(self) -> None:
         for job in select_shard(iter_jobs(self.manifest), self.shard):
-            entry = await self._entry(job)
-            if entry is None:
+            ticket = await self._ticket(job)
+            if ticket is None:
                 continue
-            self._show(entry, WAITING)
-            if self.admission.offer(entry):
-                self._start(entry)
+            self._show(ticket, WAITING)
+            if self.admission.offer(ticket):
+                self._start(ticket)
             while self.admission.waiting >= self.lookahead:
                 self._room = anyio.Event()
                 await self._room.wait()
 
-    async def _entry(self, job: Job) -> Entry | None:
+    async def _ticket(self, job: JobId) -> Ticket | None:
         """Decide a job from its recorded state; None when there is nothing to run."""
         row = self.store.get(job.project, job.model)
         files_ok = False
@@ -174,56 +174,56 @@ class Engine:
             if verified:
                 self.store.record_verified(job.project, job.model, verified)
         decision = decide(row.recorded() if row else None, files_ok=files_ok, mode=self.mode)
-        entry = Entry(job, decision, row)
+        ticket = Ticket(job, decision, row)
         if decision.action is Action.SKIP_DONE:
-            self._show(entry, Status.DONE)
-            self._note(entry, row)
+            self._show(ticket, Status.DONE)
+            self._note(ticket, row)
             log.info("job.done", project=job.project, model=job.model, already=True)
             return None
         if decision.action is Action.REPORT_FAILED:
             assert row is not None
-            self._fail(entry, row.status, row.attempt, reported_again(row.status, row.error))
+            self._fail(ticket, row.status, row.attempt, reported_again(row.status, row.error))
             return None
-        return entry
+        return ticket
 
-    def _start(self, entry: Entry) -> None:
+    def _start(self, ticket: Ticket) -> None:
         assert self._tg is not None
         self._live += 1
-        self._tg.start_soon(self._job_task, entry)
+        self._tg.start_soon(self._job_task, ticket)
 
-    def _release(self, entry: Entry, kinds: Iterable[str]) -> None:
-        for waiter in self.admission.release(entry, kinds):
+    def _release(self, ticket: Ticket, kinds: Iterable[str]) -> None:
+        for waiter in self.admission.release(ticket, kinds):
             self._start(waiter)
         if self.admission.waiting < self.lookahead:
             self._room.set()
 
-    async def _job_task(self, entry: Entry) -> None:
+    async def _job_task(self, ticket: Ticket) -> None:
         try:
-            if entry.decision.separates:
-                separated = await self._separate(entry)
-                self._release(entry, SEPARATION_GATES)
+            if ticket.decision.separates:
+                separated = await self._separate(ticket)
+                self._release(ticket, SEPARATION_GATES)
                 if not separated:
                     return
-            await self._deliver(entry)
+            await self._deliver(ticket)
         except CredentialsError:
             raise  # the key stopped working: every other job would fail the same way
         except StemsweepError as exc:
             # Anything else ends this job only; its state row says where it stopped.
-            row = self.store.get(entry.job.project, entry.job.model)
+            row = self.store.get(ticket.job.project, ticket.job.model)
             status = row.status if row is not None else Status.PENDING
-            self._fail(entry, status, entry.decision.attempt, UNEXPECTED.explain(error=exc))
+            self._fail(ticket, status, ticket.decision.attempt, UNEXPECTED.explain(error=exc))
         finally:
-            self._release(entry, ALL_GATES)
+            self._release(ticket, ALL_GATES)
             self._live -= 1
             if self._dispatched and self._live == 0:
                 self._idle.set()
 
     # -- one job: separation -------------------------------------------------------------
 
-    async def _separate(self, entry: Entry) -> bool:
+    async def _separate(self, ticket: Ticket) -> bool:
         """Get the job's separation to a terminal success; False when it ended otherwise."""
-        job, action, attempt = entry.job, entry.decision.action, entry.decision.attempt
-        row: JobRow | None = entry.row
+        job, action, attempt = ticket.job, ticket.decision.action, ticket.decision.attempt
+        row: JobRecord | None = ticket.row
         resubmits = 0
         while True:
             if action is Action.RESUME_POLL:
@@ -232,19 +232,19 @@ class Engine:
                 log.info("job.resumed", project=job.project, model=job.model, task_id=task_id)
             else:
                 if action is Action.SUBMIT:
-                    key = await self._commit_key(entry, attempt)
+                    key = await self._commit_key(ticket, attempt)
                     if key is None:
                         return False
                 else:  # RESUBMIT_SAME_KEY: the key is already committed
                     assert row is not None and row.key is not None
                     key = row.key
-                submitted = await self._submit(entry, key, attempt)
+                submitted = await self._submit(ticket, key, attempt)
                 if submitted is None:
                     return False
                 task_id = submitted
-            self._show(entry, Status.SUBMITTED)
+            self._show(ticket, Status.SUBMITTED)
             ended = await self._wait(
-                entry, task_id, attempt, fresh=action is not Action.RESUME_POLL
+                ticket, task_id, attempt, fresh=action is not Action.RESUME_POLL
             )
             if ended is None:
                 return True
@@ -256,34 +256,34 @@ class Engine:
                 log.info("job.resubmitting", project=job.project, model=job.model, attempt=attempt)
                 continue  # the slots pass from the failed separation to the new one
             assert consequence.status is not None
-            self._fail(entry, consequence.status, attempt, reason)
+            self._fail(ticket, consequence.status, attempt, reason)
             return False
 
-    async def _commit_key(self, entry: Entry, attempt: int) -> str | None:
+    async def _commit_key(self, ticket: Ticket, attempt: int) -> str | None:
         """Read the project, then commit the key durably; None when the job cannot go on."""
-        job = entry.job
+        job = ticket.job
         try:
             project = await self.reads.project(job.project)
         except ApiError as exc:
-            self._give_up(entry, Step.READ, fault_of(exc), attempt, error=exc)
+            self._give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
             return None
         known = [s.id for s in project.stems if s.model == job.model]
         key = idempotency_key(self.scope, job.project, job.model, attempt)
         self.store.commit_key(
             job.project, job.model, attempt=attempt, key=key, known_stem_ids=known
         )
-        self._show(entry, Status.SUBMITTING)
+        self._show(ticket, Status.SUBMITTING)
         return key
 
-    async def _submit(self, entry: Entry, key: str, attempt: int) -> str | None:
+    async def _submit(self, ticket: Ticket, key: str, attempt: int) -> str | None:
         """POST the separation with `key`; the task id, or None (recorded) on failure."""
-        job = entry.job
+        job = ticket.job
         try:
             task_id = await self.client.submit(job.project, job.model, key)
         except ApiError as exc:
             # A POST that may have been applied keeps `submitting`: the next run re-sends the
             # same key and gets the same task instead of starting a second separation.
-            self._give_up(entry, Step.SUBMIT, fault_of(exc), attempt, error=exc)
+            self._give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
             return None
         self.store.mark_submitted(job.project, job.model, task_id)
         log.info(
@@ -297,11 +297,11 @@ class Engine:
         return task_id
 
     async def _wait(
-        self, entry: Entry, task_id: str, attempt: int, *, fresh: bool
+        self, ticket: Ticket, task_id: str, attempt: int, *, fresh: bool
     ) -> tuple[Consequence, str] | None:
         """Wait for the poll loop's verdict on `task_id` and record it; None when the
         separation succeeded, else what its failure does to the job, and why."""
-        job = entry.job
+        job = ticket.job
         facts: dict[str, object] = {"task": task_id, "timeout": self.manifest.poll.timeout}
         fault: Fault | None
         try:
@@ -327,7 +327,7 @@ class Engine:
             status = consequence.status
             self._record(job, consequence, attempt, facts)
             ended = consequence, consequence.explain(**facts)
-        self._show(entry, status)
+        self._show(ticket, status)
         log.info(
             "job.separated" if status is Status.SUCCEEDED else "job.separation_ended",
             project=job.project,
@@ -339,16 +339,16 @@ class Engine:
 
     # -- one job: its files --------------------------------------------------------------
 
-    async def _deliver(self, entry: Entry) -> None:
+    async def _deliver(self, ticket: Ticket) -> None:
         """Have the job's files delivered, then record the outcome."""
-        job = entry.job
+        job = ticket.job
         row = self.store.get(job.project, job.model)
         assert row is not None
-        self._show(entry, DOWNLOADING)
+        self._show(ticket, DOWNLOADING)
         outcome = await self.delivery.deliver(job, row)
         if isinstance(outcome, Undelivered):
             facts = {"error": outcome.error, "model": job.model, "rounds": EXPIRED_URL_ROUNDS}
-            self._give_up(entry, Step.FETCH, outcome.fault, row.attempt, **facts)
+            self._give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)
             return
         self.store.mark_done(
             job.project,
@@ -357,8 +357,8 @@ class Engine:
             missing_types=outcome.missing,
             unsafe_types=outcome.unsafe,
         )
-        self._show(entry, Status.DONE)
-        self._note(entry, self.store.get(job.project, job.model))
+        self._show(ticket, Status.DONE)
+        self._note(ticket, self.store.get(job.project, job.model))
         log.info(
             "job.done",
             project=job.project,
@@ -374,16 +374,16 @@ class Engine:
     # -- bookkeeping ---------------------------------------------------------------------
 
     def _give_up(
-        self, entry: Entry, step: Step, fault: Fault, attempt: int, **facts: object
+        self, ticket: Ticket, step: Step, fault: Fault, attempt: int, **facts: object
     ) -> None:
         """The job fails at `step`: recorded and reported as `lifecycle.on_failure` says."""
         consequence = on_failure(step, fault)
         assert consequence.status is not None
-        self._record(entry.job, consequence, attempt, facts)
-        self._fail(entry, consequence.status, attempt, consequence.explain(**facts))
+        self._record(ticket.job, consequence, attempt, facts)
+        self._fail(ticket, consequence.status, attempt, consequence.explain(**facts))
 
     def _record(
-        self, job: Job, consequence: Consequence, attempt: int, facts: dict[str, object]
+        self, job: JobId, consequence: Consequence, attempt: int, facts: dict[str, object]
     ) -> None:
         """Tell the state store what `consequence` says it is told."""
         error = consequence.stored_error(**facts)
@@ -398,13 +398,13 @@ class Engine:
         elif consequence.record is Record.DOWNLOAD_FAILED:
             self.store.mark_download_failed(project, model, error)
 
-    def _show(self, entry: Entry, status: str) -> None:
-        self.tally.move(entry.job.model, entry.shown, str(status))
-        entry.shown = str(status)
+    def _show(self, ticket: Ticket, status: str) -> None:
+        self.tally.move(ticket.job.model, ticket.shown, str(status))
+        ticket.shown = str(status)
 
-    def _fail(self, entry: Entry, status: Status, attempt: int, reason: str) -> None:
-        job = entry.job
-        self._show(entry, status)
+    def _fail(self, ticket: Ticket, status: Status, attempt: int, reason: str) -> None:
+        job = ticket.job
+        self._show(ticket, status)
         self.tally.fail(Failure(job.project, job.model, str(status), attempt, reason))
         log.warning(
             "job.failed",
@@ -415,10 +415,10 @@ class Engine:
             reason=reason,
         )
 
-    def _note(self, entry: Entry, row: JobRow | None) -> None:
+    def _note(self, ticket: Ticket, row: JobRecord | None) -> None:
         if row is None:
             return
-        job = entry.job
+        job = ticket.job
         if row.missing_types:
             self.tally.note(Note(job.project, job.model, "missing", row.missing_types))
         if row.unsafe_types:

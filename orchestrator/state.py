@@ -179,7 +179,7 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
-class JobRow:
+class JobRecord:
     """One job's recorded state (a `jobs` row)."""
 
     project: str
@@ -324,7 +324,7 @@ class StateStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def get(self, project: str, model: str) -> JobRow | None:
+    def get(self, project: str, model: str) -> JobRecord | None:
         """The recorded state of one job, or None when it was never started."""
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE project = ? AND model = ?", (project, model)
@@ -339,7 +339,7 @@ class StateStore:
         ).fetchall()
         return [StemRow(*row) for row in rows]
 
-    def iter_jobs(self) -> Iterator[JobRow]:
+    def iter_jobs(self) -> Iterator[JobRecord]:
         """Every recorded job, ordered by project and model (streamed)."""
         cursor = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY project, model")
         for row in cursor:
@@ -586,10 +586,10 @@ def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def _job_row(row: tuple[object, ...]) -> JobRow:
+def _job_row(row: tuple[object, ...]) -> JobRecord:
     (project, model, attempt, key, task_id, status, submitted_at, finished_at, error,
      known, missing, unsafe, updated_at) = row  # fmt: skip
-    return JobRow(
+    return JobRecord(
         project=str(project),
         model=str(model),
         attempt=int(attempt),  # type: ignore[call-overload]

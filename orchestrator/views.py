@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.jobs import Job, idempotency_key
+from orchestrator.jobs import JobId, idempotency_key
 from orchestrator.lifecycle import Action, Mode, Recorded, Status, decide
 from orchestrator.tally import Failure, Tally
 
@@ -73,7 +73,7 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
 
 
 class RecordedJob(Protocol):
-    """What plan and status read of a job's state row (`state.JobRow`)."""
+    """What plan and status read of a job's state row (`state.JobRecord`)."""
 
     @property
     def status(self) -> Status: ...
@@ -101,7 +101,7 @@ class PlanRow:
 
 
 def plan_rows(
-    jobs: Iterable[Job],
+    jobs: Iterable[JobId],
     *,
     lookup: Callable[[str, str], RecordedJob | None],
     files_present: Callable[[str, str], bool],
@@ -130,7 +130,9 @@ def plan_rows(
         )
 
 
-def status_tally(jobs: Iterable[Job], *, lookup: Callable[[str, str], RecordedJob | None]) -> Tally:
+def status_tally(
+    jobs: Iterable[JobId], *, lookup: Callable[[str, str], RecordedJob | None]
+) -> Tally:
     """Jobs per status and model as the state records them; unstarted jobs are `pending`."""
     tally = Tally()
     for job in jobs:
