@@ -1,3 +1,6 @@
+# Longer than the package's other modules, on purpose: every command's options and help
+# text live here, so that `stemsweep --help` and this file read the same; each command is a
+# few lines over the library. Cut it when a group of commands brings its own helpers.
 """The `stemsweep` command: a thin shell over the library.
 
 Each command parses its arguments, calls one library function, and maps the error tree of

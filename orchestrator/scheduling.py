@@ -1,4 +1,4 @@
-"""Admission under the run's limits, and the one poll loop; used by `runner`.
+"""Admission under the run's limits, shared project reads, and the one poll loop (`engine`).
 
 `Admission` decides, synchronously, which buffered jobs may start now. Each job needs a
 list of gates (counted capacities): its project's, its model's when capped, the in-flight

@@ -2,7 +2,7 @@
 
 These objects are the contract the rest of the package relies on: `manifest.load_manifest`
 builds them from a YAML file (the only module that knows the schema and pydantic); jobs,
-backoff, scheduling and the runner read them. Durations are seconds, as floats
+backoff, scheduling, the engine and the runner read them. Durations are seconds, as floats
 (`orchestrator.durations` reads them from YAML).
 """
 

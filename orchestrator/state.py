@@ -1,3 +1,7 @@
+# Longer than the package's other modules, on purpose: the store is one class over one
+# SQLite file, and its schema, every transition with its durability, the crash table that
+# reasons about them and the adoption of other splits' records are read together (the
+# docstring and the schema are a quarter of it). Cut it where a new table brings its own.
 """The state store: one SQLite file per output tree; the only module that touches SQLite.
 
 Default location `{output}/.stemsweep/state.db` (`--state` overrides). The file is opened
