@@ -30,7 +30,8 @@ _DIGEST_LENGTH = 64  # hex characters of a sha256
 
 @dataclass(frozen=True, slots=True)
 class JobId:
-    """One separation to run: `project` re-separated with `model`."""
+    """One job, one separation to run: `project` re-separated with `model`. The pair names
+    the job everywhere: its state row, its idempotency keys, its folder."""
 
     project: str
     model: str

@@ -1,4 +1,4 @@
-"""What to do next for one job, given what the state store recorded (pure: no I/O).
+"""What to do next for one job, and what a failure within a run does to it (pure: no I/O).
 
 A job is one (project, model) pair. Its recorded status moves like this:
 

@@ -76,7 +76,8 @@ class _Gate:
 
 @dataclass(eq=False)
 class Ticket:
-    """A job read from the manifest, its decision, and what it holds while it runs."""
+    """A job admitted to the run's look-ahead buffer: its decision, the state row it was
+    decided from, and the slots it holds while it runs (or the gate it waits at)."""
 
     job: JobId
     decision: Decision
