@@ -43,7 +43,7 @@ from __future__ import annotations
 import random
 from typing import Protocol
 
-from orchestrator.manifest import PollSpec
+from orchestrator.spec import PollSpec
 
 MULTIPLIER = 1.5
 JITTER = 0.1

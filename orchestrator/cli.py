@@ -1,3 +1,6 @@
+# Longer than the package's other modules, on purpose: every command's options and help
+# text live here, so that `stemsweep --help` and this file read the same; each command is a
+# few lines over the library. Cut it when a group of commands brings its own helpers.
 """The `stemsweep` command: a thin shell over the library.
 
 Each command parses its arguments, calls one library function, and maps the error tree of
@@ -10,7 +13,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,6 +27,8 @@ from orchestrator.extras import missing_extra
 
 if TYPE_CHECKING:
     from orchestrator.jobs import Shard
+    from orchestrator.simulator.server import Simulator
+    from orchestrator.spec import SimulatorSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -232,11 +238,13 @@ def _sweep(
 
     import anyio
 
+    from orchestrator.connection import ENV_API_KEY
     from orchestrator.lifecycle import Mode
     from orchestrator.logs import LogFormat, configure_logging
     from orchestrator.manifest import load_manifest
-    from orchestrator.runner import ENV_API_KEY, run_manifest
-    from orchestrator.summary import Tally, render_summary
+    from orchestrator.runner import run_manifest
+    from orchestrator.tally import Tally
+    from orchestrator.views import render_summary
 
     shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)
@@ -262,6 +270,7 @@ def _sweep(
             shard=shard,
             tally=tally,
             handle_signals=True,
+            local_api=None if manifest.api.simulator is None else _simulator_for(manifest.path),
         )
 
     if show_progress:
@@ -276,6 +285,35 @@ def _sweep(
         outcome = anyio.run(go)
     click.echo(render_summary(outcome.summary))
     sys.exit(outcome.exit_code)
+
+
+def _simulator_for(
+    manifest_path: Path,
+) -> Callable[[SimulatorSpec, Path], AbstractAsyncContextManager[Simulator]]:
+    """Starts the in-process simulator of a manifest's `api.simulator`, for `run_manifest`,
+    with its world kept in the folder the run gives; a profile that cannot be loaded or a
+    folder that cannot be used is a `UsageError` naming it."""
+    from orchestrator.errors import UsageError
+    from orchestrator.simulator.folder import StateFolderError
+    from orchestrator.simulator.profile import ProfileError
+    from orchestrator.simulator.server import Simulator
+
+    @asynccontextmanager
+    async def start(spec: SimulatorSpec, folder: Path) -> AsyncIterator[Simulator]:
+        try:
+            simulator = Simulator(
+                spec.profile, seed=spec.seed, time_scale=spec.time_scale, state=folder
+            )
+        except ProfileError as exc:
+            raise UsageError(f"{manifest_path}: api.simulator.profile: {exc}") from None
+        async with AsyncExitStack() as stack:
+            try:
+                sim = await stack.enter_async_context(simulator)
+            except StateFolderError as exc:
+                raise UsageError(str(exc)) from None
+            yield sim
+
+    return start
 
 
 @cli.command()
@@ -401,8 +439,8 @@ def plan(
 
     from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.lifecycle import Mode
-    from orchestrator.manifest import resolve_key_scope
-    from orchestrator.summary import PlanRow, format_table, plan_rows
+    from orchestrator.spec import resolve_key_scope
+    from orchestrator.views import PlanRow, format_table, plan_rows
 
     chosen = _parse_shard(shard)
     loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
@@ -463,7 +501,7 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
       stemsweep status jobs/nightly.yaml --shard 1/4
     """
     from orchestrator.jobs import iter_jobs, select_shard
-    from orchestrator.summary import MAX_LISTED, format_table, status_tally
+    from orchestrator.views import MAX_LISTED, format_table, status_tally
 
     chosen = _parse_shard(shard)
     loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)

@@ -7,11 +7,13 @@
     │   └── StateLockedError        another run holds the state store
     ├── ApiError                    an API call failed for good (after retries)
     │   └── RetryableApiError       429, 5xx, connection errors: worth another attempt
-    └── DownloadError               a stem could not be fetched or verified
+    └── DownloadError               a file could not be fetched, verified or written
+        ├── RetryableDownloadError  a short body, a 5xx, a dropped connection: worth another attempt
+        └── ExpiredUrlError         a signed URL refused (403, expired): re-read the project
 
-Lower-level errors (aiohttp, sqlite3, yaml, pydantic) are translated into this tree in
-exactly one place each: `api.py`, `state.py`, `manifest.py`. Messages never contain the
-API key or a signed URL's query string.
+Lower-level errors are translated into this tree in exactly one place each: aiohttp's in
+`transport.py`, sqlite3's in `state.py`, pydantic's in `manifest.py`, yaml's in
+`manifest_yaml.py`. Messages never contain the API key or a signed URL's query string.
 """
 
 from __future__ import annotations
@@ -73,4 +75,19 @@ class RetryableApiError(ApiError):
 
 
 class DownloadError(StemsweepError):
-    """A stem that could not be downloaded or verified."""
+    """A file that could not be downloaded, verified or written."""
+
+
+class RetryableDownloadError(DownloadError):
+    """A download failure worth another attempt: a short body, a 5xx, a dropped connection.
+
+    `retry_after` is the server's `Retry-After` in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ExpiredUrlError(DownloadError):
+    """The storage host refused a signed URL (403, expired signature): re-read the project."""

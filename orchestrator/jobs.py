@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
-from orchestrator.manifest import Manifest
+from orchestrator.spec import Manifest
 
 KEY_VERSION = "ss1"  # bump when the key format changes, so old and new keys never meet
 MAX_KEY_LENGTH = 255  # Youka documents no limit; 255 is what Stripe-like APIs accept
@@ -29,14 +29,15 @@ _DIGEST_LENGTH = 64  # hex characters of a sha256
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One separation to run: `project` re-separated with `model`."""
+class JobId:
+    """One job, one separation to run: `project` re-separated with `model`. The pair names
+    the job everywhere: its state row, its idempotency keys, its folder."""
 
     project: str
     model: str
 
 
-def iter_jobs(manifest: Manifest) -> Iterator[Job]:
+def iter_jobs(manifest: Manifest) -> Iterator[JobId]:
     """Yield each unique (project, model) job of the manifest once, in manifest order.
 
     Sweep by sweep; within a sweep, project-major (every model of the first project, then
@@ -55,7 +56,7 @@ def iter_jobs(manifest: Manifest) -> Iterator[Job]:
             for model in models:
                 # A pair is a repeat exactly when one earlier sweep holds both its halves.
                 if not any(project in ps and model in ms for ps, ms in earlier):
-                    yield Job(project, model)
+                    yield JobId(project, model)
         earlier.append((frozenset(seen_projects), frozenset(models)))
 
 
@@ -114,7 +115,7 @@ def shard_of(project: str, shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % shards
 
 
-def in_shard(job: Job, index: int, count: int) -> bool:
+def in_shard(job: JobId, index: int, count: int) -> bool:
     """Whether `job` belongs to shard `index` (0-based) of `count`."""
     return shard_of(job.project, count) == index
 
@@ -146,7 +147,7 @@ class Shard:
     def name(self) -> str:
         return f"shard-{self.index}-of-{self.count}"
 
-    def __contains__(self, job: Job) -> bool:
+    def __contains__(self, job: JobId) -> bool:
         return in_shard(job, self.index, self.count)
 
     def has_project(self, project: str) -> bool:
@@ -154,7 +155,7 @@ class Shard:
         return shard_of(project, self.count) == self.index
 
 
-def select_shard(jobs: Iterable[Job], shard: Shard | None) -> Iterator[Job]:
+def select_shard(jobs: Iterable[JobId], shard: Shard | None) -> Iterator[JobId]:
     """The jobs of `shard` among `jobs`, in their order (every job when `shard` is None)."""
     if shard is None:
         yield from jobs

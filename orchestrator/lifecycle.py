@@ -1,4 +1,4 @@
-"""What to do next for one job, given what the state store recorded (pure: no I/O).
+"""What to do next for one job, and what a failure within a run does to it (pure: no I/O).
 
 A job is one (project, model) pair. Its recorded status moves like this:
 
@@ -38,14 +38,49 @@ After a successful separation, `select_stems` picks the files to fetch.
 Downloads cost no credits, so both modes repeat them; separations do, so only `retry`
 starts a new one for a job whose separation failed. Within one run, `retries.tasks`
 allows that many automatic re-submissions of a failed separation (`may_resubmit`).
+
+When a step fails within a run, `on_failure` says which status the job ends the run with
+and what the state store is told; the reason the summary gives is next to each row of
+`FAILURES` (`fault_of` tells which failure an error is):
+
+| step   | failure                          | status          | the state is told        |
+|--------|----------------------------------|-----------------|--------------------------|
+| read   | a retryable API error            | pending         | nothing                  |
+| read   | any other API error              | skipped         | mark_skipped             |
+| submit | a retryable API error            | submitting      | record_error (same key)  |
+| submit | any other API error              | failed          | mark_finished            |
+| poll   | an API error ends polling        | failed (1)      | mark_finished            |
+| poll   | past `poll.timeout`              | timed_out       | mark_finished (task id)  |
+| poll   | the separation failed            | failed (1)      | mark_finished            |
+| poll   | the separation was cancelled     | cancelled (1)   | mark_finished            |
+| fetch  | an API error reading the project | download_failed | mark_download_failed     |
+| fetch  | no stems of the model listed     | download_failed | mark_download_failed     |
+| fetch  | the stem URLs kept expiring      | download_failed | mark_download_failed     |
+| fetch  | a file not fetched or written    | download_failed | mark_download_failed     |
+| any    | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)   |
+
+(1) submitted again within the run while `retries.tasks` allows it (`may_resubmit`).
+
+A key the API rejects (`CredentialsError`) at any step is no job's failure: the run stops.
+Every row leaves a state the next run resumes from without paying twice: nothing recorded
+before the key means a fresh start; `submitting` re-sends the same key; a task id kept
+means polling the same task again; `download_failed` downloads again, never separates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
+
+from orchestrator.errors import (
+    ApiError,
+    CredentialsError,
+    DownloadError,
+    RetryableApiError,
+    StemsweepError,
+)
 
 
 class Status(StrEnum):
@@ -192,3 +227,141 @@ def select_stems(
     chosen = tuple(best[t] for t in wanted if t in best and is_safe(t))
     missing = tuple(t for t in wanted if t not in best or not is_safe(t))
     return Selection(chosen=chosen, missing=missing, unsafe=unsafe, delivered=len(mine))
+
+
+# --- failures within a run ------------------------------------------------------------
+
+
+class Step(StrEnum):
+    """Where on its way a job failed."""
+
+    READ = "read"  # reading the project, before the key is committed
+    SUBMIT = "submit"  # the POST that carries the committed key
+    POLL = "poll"  # waiting for the task to end
+    FETCH = "fetch"  # after the separation: the project read again, its files received
+
+
+class Fault(StrEnum):
+    """What went wrong, as far as the failure policy is concerned."""
+
+    UNSURE = "unsure"  # a retryable API error, after the client's retries: it may have worked
+    REFUSED = "refused"  # any other API error: the API said no, for good
+    TIMED_OUT = "timed_out"  # our poll deadline passed; the task may still end well
+    SEPARATION_FAILED = "separation_failed"  # the server's verdict (failed, timed-out)
+    SEPARATION_CANCELLED = "separation_cancelled"
+    NO_STEMS = "no_stems"  # the project lists no stems of the job's model
+    URLS_EXPIRED = "urls_expired"  # every project read gave URLs the storage host refused
+    FILES = "files"  # a file could not be fetched, verified or written
+    OTHER = "other"  # any other stemsweep error
+
+
+class Record(StrEnum):
+    """What the state store is told about a failed job."""
+
+    NOTHING = "nothing"
+    SKIPPED = "mark_skipped"  # no key was sent
+    ERROR = "record_error"  # the status stays: the next run repeats the step, same key
+    FINISHED = "mark_finished"  # the attempt is over, with the status
+    DOWNLOAD_FAILED = "mark_download_failed"
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What a failure does to a job: the status it ends the run with (None: as recorded),
+    what the state is told, and why, as a template of the failure's facts (`explain`).
+
+    `stored` is what the state records as the job's error when it is not the reason itself;
+    `resubmit`: the separation may be submitted again within the run (`retries.tasks`).
+    """
+
+    status: Status | None
+    record: Record
+    reason: str
+    stored: str | None = None
+    resubmit: bool = False
+
+    def explain(self, **facts: object) -> str:
+        """The reason, with `facts` (error, task, timeout, model, rounds) filled in."""
+        return self.reason.format_map(facts)
+
+    def stored_error(self, **facts: object) -> str:
+        """What the state records as the job's error."""
+        return (self.stored or self.reason).format_map(facts)
+
+
+_READ = "project could not be read: {error}"
+_SEPARATION = "separation {error}"
+_POLL = "task {task} could not be polled: {error}"
+FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
+    (Step.READ, Fault.UNSURE): Consequence(Status.PENDING, Record.NOTHING, _READ),
+    (Step.READ, Fault.REFUSED): Consequence(
+        Status.SKIPPED, Record.SKIPPED, _READ, stored="{error}"
+    ),
+    (Step.SUBMIT, Fault.UNSURE): Consequence(
+        Status.SUBMITTING,
+        Record.ERROR,
+        "submission not confirmed, the next run re-sends the same key: {error}",
+    ),
+    (Step.SUBMIT, Fault.REFUSED): Consequence(
+        Status.FAILED, Record.FINISHED, "submission refused: {error}"
+    ),
+    (Step.POLL, Fault.UNSURE): Consequence(Status.FAILED, Record.FINISHED, _POLL, resubmit=True),
+    (Step.POLL, Fault.REFUSED): Consequence(Status.FAILED, Record.FINISHED, _POLL, resubmit=True),
+    (Step.POLL, Fault.TIMED_OUT): Consequence(
+        Status.TIMED_OUT,
+        Record.FINISHED,
+        "task {task} not finished after {timeout:g}s (the next run resumes polling it)",
+    ),
+    (Step.POLL, Fault.SEPARATION_FAILED): Consequence(
+        Status.FAILED, Record.FINISHED, _SEPARATION, resubmit=True
+    ),
+    (Step.POLL, Fault.SEPARATION_CANCELLED): Consequence(
+        Status.CANCELLED, Record.FINISHED, _SEPARATION, resubmit=True
+    ),
+    (Step.FETCH, Fault.UNSURE): Consequence(Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, _READ),
+    (Step.FETCH, Fault.REFUSED): Consequence(Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, _READ),
+    (Step.FETCH, Fault.NO_STEMS): Consequence(
+        Status.DOWNLOAD_FAILED,
+        Record.DOWNLOAD_FAILED,
+        "the project lists no stems of {model} (replaced since?)",
+    ),
+    (Step.FETCH, Fault.URLS_EXPIRED): Consequence(
+        Status.DOWNLOAD_FAILED,
+        Record.DOWNLOAD_FAILED,
+        "stem URLs kept expiring after {rounds} project reads: {error}",
+    ),
+    (Step.FETCH, Fault.FILES): Consequence(
+        Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, "{error}"
+    ),
+}
+UNEXPECTED = Consequence(None, Record.NOTHING, "{error}")
+"""Any other stemsweep error, at any step: the job keeps its recorded status."""
+
+
+def on_failure(step: Step, fault: Fault) -> Consequence:
+    """What `fault` at `step` does to a job (the table in the module docstring)."""
+    return FAILURES.get((step, fault), UNEXPECTED)
+
+
+def fault_of(error: StemsweepError) -> Fault:
+    """The failure an error is, for `on_failure`. A `CredentialsError` is none: it stops
+    the run, and raises `ValueError` here."""
+    if isinstance(error, CredentialsError):
+        raise ValueError("a rejected key stops the run; it is no job's failure")
+    if isinstance(error, RetryableApiError):
+        return Fault.UNSURE
+    if isinstance(error, ApiError):
+        return Fault.REFUSED
+    if isinstance(error, DownloadError):
+        return Fault.FILES
+    return Fault.OTHER
+
+
+def separation_fault(task_status: str) -> Fault:
+    """The failure a separation that ended without success is: cancelled, or failed."""
+    return Fault.SEPARATION_CANCELLED if task_status == "cancelled" else Fault.SEPARATION_FAILED
+
+
+def reported_again(status: Status, error: str | None) -> str:
+    """Why a job that failed in an earlier run is listed again by `run` (not retried)."""
+    return f"{error or f'{status} in an earlier run'} (use `stemsweep retry`)"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.clock import Clock
-from orchestrator.download import write_json_atomic
+from orchestrator.files import write_json_atomic
 
 ENV_LOOP_LAG = "STEMSWEEP_LOOP_LAG"
 INTERVAL = 0.010

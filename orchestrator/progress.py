@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.summary import Tally
+from orchestrator.tally import Tally
 
 REFRESH_PER_SECOND = 4
 # The model table shows these columns (the rest are summed into `other`).

@@ -1,4 +1,4 @@
-"""Admission under the run's limits, and the one poll loop; used by `runner`.
+"""Admission under the run's limits, shared project reads, and the one poll loop (`engine`).
 
 `Admission` decides, synchronously, which buffered jobs may start now. Each job needs a
 list of gates (counted capacities): its project's, its model's when capped, the in-flight
@@ -32,16 +32,17 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from orchestrator.api import Project, Task, YoukaClient
+from orchestrator.api import YoukaClient
 from orchestrator.backoff import next_poll_delay, task_rng, window_step
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
-from orchestrator.jobs import Job
+from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Decision
-from orchestrator.manifest import Limits, PollSpec
+from orchestrator.spec import Limits, PollSpec
+from orchestrator.wire import Project, Task
 
 if TYPE_CHECKING:
-    from orchestrator.state import JobRow
+    from orchestrator.state import JobRecord
 
 # Gate kinds, and which of them a job gives back when its separation is over.
 PROJECT, MODEL, IN_FLIGHT, ACTIVE = "project", "model", "in_flight", "active"
@@ -66,7 +67,7 @@ class _Gate:
         self.name = name
         self.capacity = capacity
         self.used = 0
-        self.waiters: deque[Entry] = deque()
+        self.waiters: deque[Ticket] = deque()
 
     @property
     def full(self) -> bool:
@@ -74,12 +75,13 @@ class _Gate:
 
 
 @dataclass(eq=False)
-class Entry:
-    """A job read from the manifest, its decision, and what it holds while it runs."""
+class Ticket:
+    """A job admitted to the run's look-ahead buffer: its decision, the state row it was
+    decided from, and the slots it holds while it runs (or the gate it waits at)."""
 
-    job: Job
+    job: JobId
     decision: Decision
-    row: JobRow | None = None  # the state row the decision was made from
+    row: JobRecord | None = None  # the state row the decision was made from
     shown: str | None = None  # the status the progress tally counts it under
     held: list[_Gate] = field(default_factory=list)
 
@@ -99,25 +101,25 @@ class Admission:
         self._models = {m: _Gate(MODEL, cap) for m, cap in limits.per_model.items()}
         self.waiting = 0
 
-    def offer(self, entry: Entry) -> bool:
-        """Take every slot `entry` needs and return True, or queue it and return False."""
-        gates = self._gates(entry)
+    def offer(self, ticket: Ticket) -> bool:
+        """Take every slot `ticket` needs and return True, or queue it and return False."""
+        gates = self._gates(ticket)
         for gate in gates:
             if gate.full:
-                gate.waiters.append(entry)
+                gate.waiters.append(ticket)
                 self.waiting += 1
                 return False
         for gate in gates:
             gate.used += 1
-        entry.held = gates
+        ticket.held = gates
         return True
 
-    def release(self, entry: Entry, kinds: Iterable[str]) -> list[Entry]:
-        """Give back `entry`'s slots of `kinds`; return the waiting jobs that could start."""
+    def release(self, ticket: Ticket, kinds: Iterable[str]) -> list[Ticket]:
+        """Give back `ticket`'s slots of `kinds`; return the waiting jobs that could start."""
         kinds = frozenset(kinds)
-        freed = [g for g in entry.held if g.kind in kinds]
-        entry.held = [g for g in entry.held if g.kind not in kinds]
-        started: list[Entry] = []
+        freed = [g for g in ticket.held if g.kind in kinds]
+        ticket.held = [g for g in ticket.held if g.kind not in kinds]
+        started: list[Ticket] = []
         for gate in freed:
             gate.used -= 1
             while gate.waiters and not gate.full:
@@ -131,14 +133,14 @@ class Admission:
                 self._projects.pop(gate.name, None)
         return started
 
-    def _gates(self, entry: Entry) -> list[_Gate]:
-        project = entry.job.project
+    def _gates(self, ticket: Ticket) -> list[_Gate]:
+        project = ticket.job.project
         gate = self._projects.get(project)
         if gate is None:
             gate = self._projects[project] = _Gate(PROJECT, self._per_project, project)
         gates = [gate]
-        if entry.decision.separates:
-            model_gate = self._models.get(entry.job.model)
+        if ticket.decision.separates:
+            model_gate = self._models.get(ticket.job.model)
             if model_gate is not None:
                 gates.append(model_gate)
             gates.append(self.in_flight)

@@ -1,3 +1,7 @@
+# Longer than the package's other modules, on purpose: the store is one class over one
+# SQLite file, and its schema, every transition with its durability, the crash table that
+# reasons about them and the adoption of other splits' records are read together (the
+# docstring and the schema are a quarter of it). Cut it where a new table brings its own.
 """The state store: one SQLite file per output tree; the only module that touches SQLite.
 
 Default location `{output}/.stemsweep/state.db` (`--state` overrides). The file is opened
@@ -153,6 +157,13 @@ def default_state_path(output: Path, shard: Shard | None = None) -> Path:
     return output / STATE_DIR / name
 
 
+def local_api_folder(output: Path, shard: Shard | None = None) -> Path:
+    """Where a run's in-process simulator keeps its world: `{output}/.stemsweep/simulator/`,
+    or `simulator-shard-I-of-N/` for a shard (each shard's process runs its own)."""
+    name = "simulator" if shard is None else f"simulator-{shard.name}"
+    return output / STATE_DIR / name
+
+
 def other_splits(output: Path, shard: Shard | None) -> list[Path]:
     """The stores of the tree at `output` that belong to another split of its jobs, newest
     first: `state.db` and the stores of shards of another N than `shard`'s.
@@ -179,7 +190,7 @@ def utc_now() -> str:
 
 
 @dataclass(frozen=True)
-class JobRow:
+class JobRecord:
     """One job's recorded state (a `jobs` row)."""
 
     project: str
@@ -324,7 +335,7 @@ class StateStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def get(self, project: str, model: str) -> JobRow | None:
+    def get(self, project: str, model: str) -> JobRecord | None:
         """The recorded state of one job, or None when it was never started."""
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE project = ? AND model = ?", (project, model)
@@ -339,7 +350,7 @@ class StateStore:
         ).fetchall()
         return [StemRow(*row) for row in rows]
 
-    def iter_jobs(self) -> Iterator[JobRow]:
+    def iter_jobs(self) -> Iterator[JobRecord]:
         """Every recorded job, ordered by project and model (streamed)."""
         cursor = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY project, model")
         for row in cursor:
@@ -586,10 +597,10 @@ def _upgrade_from_v1(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
-def _job_row(row: tuple[object, ...]) -> JobRow:
+def _job_row(row: tuple[object, ...]) -> JobRecord:
     (project, model, attempt, key, task_id, status, submitted_at, finished_at, error,
      known, missing, unsafe, updated_at) = row  # fmt: skip
-    return JobRow(
+    return JobRecord(
         project=str(project),
         model=str(model),
         attempt=int(attempt),  # type: ignore[call-overload]

@@ -10,7 +10,7 @@ The event loop only waits for the answer. Measured on the benchmark machine (1 G
 16 MiB stems): 1.5-1.7 s of client CPU per GiB down to 0.75-0.9 s, and the run's
 throughput from 0.64-0.74 of curl's to 0.83-0.95.
 
-`api.YoukaClient` decides which requests come here (never one to the API's origin: those
+`transport.Transport` decides which requests come here (never one to the API's origin: those
 are paced, and only they carry the token; and only to a storage origin that has announced a
 long body, since short ones are cheaper on the event loop) and translates the answers and
 transport errors.
@@ -35,15 +35,14 @@ from yarl import URL
 
 from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
-    Staged,
     Stopped,
     content_encoding,
     declared_length,
-    discard,
     in_memory,
     receive,
 )
 from orchestrator.errors import DownloadError
+from orchestrator.files import Staged, discard
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error or redirect answer kept for its message
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)

@@ -21,21 +21,28 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import (
+from orchestrator.api import YoukaClient
+from orchestrator.errors import (
+    ApiError,
+    CredentialsError,
+    DownloadError,
+    ExpiredUrlError,
+    RetryableApiError,
+    RetryableDownloadError,
+)
+from orchestrator.files import PARTIAL_PREFIX
+from orchestrator.logs import REDACTED, shared_processors
+from orchestrator.pacing import backoff_after_429
+from orchestrator.simulator.profile import Faults, Profile
+from orchestrator.simulator.server import Simulator
+from orchestrator.transport import same_origin
+from orchestrator.wire import (
     TERMINAL_FAILED,
     TERMINAL_OK,
-    YoukaClient,
-    backoff_after_429,
     parse_project,
     parse_retry_after,
     parse_task,
-    same_origin,
 )
-from orchestrator.download import PARTIAL_PREFIX, ExpiredUrlError, RetryableDownloadError
-from orchestrator.errors import ApiError, CredentialsError, DownloadError, RetryableApiError
-from orchestrator.logs import REDACTED, shared_processors
-from orchestrator.simulator.profile import Faults, Profile
-from orchestrator.simulator.server import Simulator
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from orchestrator.backoff import JITTER, MULTIPLIER, PACE, next_poll_delay, nominal_gap, task_rng
-from orchestrator.manifest import PollSpec
+from orchestrator.spec import PollSpec
 
 SPEC = PollSpec(initial=3.0, max=60.0, timeout=1800.0)
 

@@ -18,28 +18,28 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator import download
+from orchestrator import files
 from orchestrator.api import YoukaClient
-from orchestrator.download import (
-    MAX_NAME_LENGTH,
+from orchestrator.download import check_length, digest_matches, file_digest, stage
+from orchestrator.errors import DownloadError, RetryableDownloadError
+from orchestrator.files import (
     PARTIAL_PREFIX,
-    RetryableDownloadError,
     Staged,
-    check_length,
     commit,
     commit_one,
-    digest_matches,
     discard,
-    extension_for,
-    file_digest,
-    is_safe_name,
     remove_partials,
-    safe_path,
-    stage,
-    with_extension,
+    write_bytes_atomic,
     write_json_atomic,
 )
-from orchestrator.errors import DownloadError
+from orchestrator.paths import (
+    MAX_NAME_LENGTH,
+    extension_for,
+    file_for,
+    is_safe_name,
+    safe_path,
+    with_extension,
+)
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.server import Simulator
 
@@ -191,6 +191,24 @@ def test_extension_for(content_type: str | None, url: str, expected: str) -> Non
     assert extension_for(content_type, url) == expected
 
 
+@pytest.mark.parametrize(
+    ("content_type", "served_by", "expected"),
+    [
+        ("audio/flac", "https://s/x.wav", "vocals.flac"),  # the type wins over any suffix
+        (None, "https://s/x.wav?sig=1", "vocals.wav"),  # the URL that served the body
+        (None, "https://s/opaque", "vocals.mp3"),  # else the URL first asked for
+        ("text/plain", "https://api/v1/stems/1/download.mp3", "vocals.mp3"),  # no redirect
+        (None, "https://api/v1/stems/1/download", "vocals.bin"),
+    ],
+)
+def test_file_for_names_a_body_from_its_response(
+    tmp_path: Path, content_type: str | None, served_by: str, expected: str
+) -> None:
+    """A stem's extension: Content-Type, else the serving URL's suffix, else the asked one's."""
+    requested = "https://api/v1/stems/1/download.mp3" if "opaque" in served_by else served_by
+    assert file_for(tmp_path / "vocals", content_type, served_by, requested).name == expected
+
+
 def test_with_extension_keeps_dots_already_in_the_name(tmp_path: Path) -> None:
     """`vocals.v2` + flac is `vocals.v2.flac`, not `vocals.flac`; odd extensions are refused."""
     assert with_extension(tmp_path / "vocals.v2", "flac") == tmp_path / "vocals.v2.flac"
@@ -323,6 +341,22 @@ def test_write_json_atomic_keeps_the_old_file_when_data_cannot_be_written(tmp_pa
     assert all_files(tmp_path) == [path]
 
 
+def test_write_bytes_atomic_syncs_the_folder_and_leaves_nothing_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's files: written whole with the folder synced; a failed write leaves no
+    temporary file and raises DownloadError."""
+    synced: list[Path] = []
+    monkeypatch.setattr(files, "fsync_folder", synced.append)
+    path = tmp_path / "report" / "report.html"
+    write_bytes_atomic(path, b"<html>")
+    assert path.read_bytes() == b"<html>" and synced == [path.parent]
+    (tmp_path / "report" / "taken").mkdir()  # a folder where the file should go
+    with pytest.raises(DownloadError, match="taken"):
+        write_bytes_atomic(tmp_path / "report" / "taken", b"x")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["report.html", "taken"]
+
+
 # --- staging and committing a job's files ------------------------------------------------------
 
 
@@ -357,7 +391,7 @@ async def test_commit_syncs_each_folder_once(
 ) -> None:
     """Three files and a job.json in one folder: four file fsyncs, one folder fsync."""
     synced: list[Path] = []
-    monkeypatch.setattr(download, "fsync_folder", synced.append)
+    monkeypatch.setattr(files, "fsync_folder", synced.append)
     file_syncs: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: file_syncs.append(fd) or real_fsync(fd))

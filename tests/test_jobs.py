@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import UsageError
 from orchestrator.jobs import (
     MAX_KEY_LENGTH,
-    Job,
+    JobId,
     Shard,
     count_jobs,
     idempotency_key,
@@ -29,14 +29,14 @@ from orchestrator.jobs import (
     select_shard,
     shard_of,
 )
-from orchestrator.manifest import (
+from orchestrator.manifest import load_manifest
+from orchestrator.spec import (
     ApiSpec,
     Limits,
     Manifest,
     PollSpec,
     RetrySpec,
     Sweep,
-    load_manifest,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +67,10 @@ def test_jobs_are_project_major_in_manifest_order() -> None:
     """Within a sweep, every model of the first project comes before the second project."""
     manifest = manifest_of((["a", "b"], ["m1", "m2"]))
     assert list(iter_jobs(manifest)) == [
-        Job("a", "m1"),
-        Job("a", "m2"),
-        Job("b", "m1"),
-        Job("b", "m2"),
+        JobId("a", "m1"),
+        JobId("a", "m2"),
+        JobId("b", "m1"),
+        JobId("b", "m2"),
     ]
 
 
@@ -78,13 +78,13 @@ def test_jobs_repeated_across_sweeps_are_yielded_once() -> None:
     """A (project, model) pair of an earlier sweep is skipped; the rest keep their order."""
     manifest = manifest_of((["a", "b"], ["m1", "m2"]), (["b", "c"], ["m2", "m3"]))
     assert list(iter_jobs(manifest)) == [
-        Job("a", "m1"),
-        Job("a", "m2"),
-        Job("b", "m1"),
-        Job("b", "m2"),
-        Job("b", "m3"),  # (b, m2) was in the first sweep
-        Job("c", "m2"),
-        Job("c", "m3"),
+        JobId("a", "m1"),
+        JobId("a", "m2"),
+        JobId("b", "m1"),
+        JobId("b", "m2"),
+        JobId("b", "m3"),  # (b, m2) was in the first sweep
+        JobId("c", "m2"),
+        JobId("c", "m3"),
     ]
 
 
@@ -92,10 +92,10 @@ def test_jobs_repeated_within_a_sweep_are_yielded_once() -> None:
     """Repeated projects or models inside one sweep produce each pair once."""
     manifest = manifest_of((["a", "b", "a"], ["m1", "m1", "m2"]))
     assert list(iter_jobs(manifest)) == [
-        Job("a", "m1"),
-        Job("a", "m2"),
-        Job("b", "m1"),
-        Job("b", "m2"),
+        JobId("a", "m1"),
+        JobId("a", "m2"),
+        JobId("b", "m1"),
+        JobId("b", "m2"),
     ]
 
 
@@ -103,10 +103,10 @@ def test_pair_is_a_repeat_only_when_one_sweep_holds_both_halves() -> None:
     """A project seen with another model, and a model seen with another project, is a new job."""
     manifest = manifest_of((["a"], ["m1"]), (["b"], ["m2"]), (["a", "b"], ["m2", "m1"]))
     assert list(iter_jobs(manifest)) == [
-        Job("a", "m1"),
-        Job("b", "m2"),
-        Job("a", "m2"),
-        Job("b", "m1"),
+        JobId("a", "m1"),
+        JobId("b", "m2"),
+        JobId("a", "m2"),
+        JobId("b", "m1"),
     ]
 
 
@@ -121,14 +121,14 @@ def test_demo_manifest_has_36_jobs() -> None:
     """The demo runs three projects with all twelve models: 36 jobs."""
     demo = load_manifest(ROOT / "jobs" / "demo.yaml")
     assert count_jobs(demo) == 36
-    assert next(iter(iter_jobs(demo))) == Job("prj_0001", "mdx23c")
+    assert next(iter(iter_jobs(demo))) == JobId("prj_0001", "mdx23c")
 
 
 def test_iter_jobs_is_a_generator() -> None:
     """iter_jobs returns a lazy generator, not a list."""
     jobs = iter_jobs(manifest_of((["a"], ["m1"])))
     assert inspect.isgenerator(jobs)
-    assert next(jobs) == Job("a", "m1")
+    assert next(jobs) == JobId("a", "m1")
 
 
 def test_iter_jobs_streams_a_100000_job_manifest(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_iter_jobs_streams_a_100000_job_manifest(tmp_path: Path) -> None:
     listed_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
 
-    assert first[0] == Job("prj_000000", "mdx23c") and first[-1] == Job("prj_000009", "mdx23c")
+    assert first[0] == JobId("prj_000000", "mdx23c") and first[-1] == JobId("prj_000009", "mdx23c")
     assert len(everything) == 100_000
     assert streamed_peak * 100 < listed_peak, (streamed_peak, listed_peak)
 
@@ -293,7 +293,7 @@ def test_keys_of_a_long_sweep_are_distinct() -> None:
 
 # --- shards ------------------------------------------------------------------------------
 
-JOBS = [Job(f"prj_{n:04d}", m) for n in range(300) for m in ("mdx23c", "demucs", "bs_roformer")]
+JOBS = [JobId(f"prj_{n:04d}", m) for n in range(300) for m in ("mdx23c", "demucs", "bs_roformer")]
 
 
 def test_shard_golden_values() -> None:

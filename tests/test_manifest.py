@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.catalog import model_names
+from orchestrator.durations import format_duration, parse_duration
 from orchestrator.errors import ManifestError, UsageError
-from orchestrator.manifest import (
+from orchestrator.manifest import load_manifest
+from orchestrator.spec import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_PER_PROJECT,
@@ -29,9 +31,6 @@ from orchestrator.manifest import (
     RetrySpec,
     SimulatorSpec,
     Sweep,
-    format_duration,
-    load_manifest,
-    parse_duration,
     resolve_key_scope,
 )
 
@@ -245,7 +244,12 @@ def test_shipped_manifests_load() -> None:
         ("1h30m", 5400.0),
         ("2h0m5s", 7205.0),
         ("1s500ms", 1.5),
+        ("1.5m", 90.0),
+        (".5s", 0.5),
         ("90", 90.0),
+        ("0", 0.0),
+        ("0s", 0.0),
+        (0, 0.0),
         (" 3s ", 3.0),
         (90, 90.0),
         (2.5, 2.5),
@@ -269,9 +273,6 @@ def test_duration_accepted(text: str | float, seconds: float) -> None:
         "30s1m",
         "1m1m",
         "-3s",
-        "0s",
-        "0",
-        0,
         -1.0,
         True,
         float("inf"),
@@ -283,9 +284,17 @@ def test_duration_accepted(text: str | float, seconds: float) -> None:
     ],
 )
 def test_duration_refused(text: object) -> None:
-    """Unparseable, zero, negative, infinite and boolean durations are refused."""
+    """Unparseable, negative, infinite and boolean durations are refused."""
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_manifest_durations_read_1_5m_and_refuse_zero(tmp_path: Path) -> None:
+    """The manifest reads the shared grammar (`1.5m` is 90 s) and wants its durations > 0."""
+    loaded = load_manifest(write(tmp_path, MINIMAL + "poll: {initial: 1.5m, max: 1.5m}\n"))
+    assert loaded.poll.initial == loaded.poll.max == 90.0
+    message = refusal(tmp_path, MINIMAL + "poll: {timeout: 0}\n")
+    assert "poll.timeout" in message and "must be a positive duration (got 0)" in message
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest
+from conftest import FAST_CLIENT, StartSimulator, WriteManifest, quick_profile
 
+from orchestrator.errors import UsageError
+from orchestrator.jobs import Shard
 from orchestrator.manifest import load_manifest
 from orchestrator.report import build_report
 from orchestrator.report.tree import discover, recorded_references
 from orchestrator.runner import run_manifest
+from orchestrator.simulator.server import Simulator
+from orchestrator.spec import SimulatorSpec
 
 
 def wav(path: Path, seconds: float = 0.5, rate: int = 8000) -> Path:
@@ -51,6 +55,39 @@ async def test_report_scores_against_the_manifests_references(
     scored = [e for e in report["entries"] if e["sdr"] is not None]
     assert {e["type"] for e in scored} >= {"vocals", "instrumental"}
     assert report["references"] == [str((tmp_path / "truth").resolve())]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_a_simulator_run_saves_the_true_parts_of_its_own_projects(
+    write_manifest: WriteManifest,
+) -> None:
+    """`api.simulator` runs in process through the `local_api` seam, with no key; the run
+    saves its projects' true parts under `_references`, a shard only those of its own."""
+    started: list[SimulatorSpec] = []
+
+    def local_api(spec: SimulatorSpec, folder: Path) -> Simulator:
+        started.append(spec)
+        return Simulator(quick_profile(), seed=spec.seed, time_scale=spec.time_scale, state=folder)
+
+    projects = ["prj_0001", "prj_0002", "prj_0003"]
+    simulator = {"seed": 5, "time_scale": 1000}
+    manifest = load_manifest(
+        write_manifest(projects=projects, models=["mdx23c"], api={"simulator": simulator})
+    )
+    shard = Shard(1, 2)  # prj_0002 only
+    outcome = await run_manifest(
+        manifest, shard=shard, environ={}, client_options=FAST_CLIENT, local_api=local_api
+    )
+    assert outcome.exit_code == 0 and started == [SimulatorSpec(seed=5, time_scale=1000)]
+    saved = sorted(
+        p.relative_to(outcome.output / "_references").as_posix()
+        for p in (outcome.output / "_references").rglob("*.wav")
+    )
+    kinds = ["backing_vocals", "instrumental", "original", "vocals"]
+    assert saved == [f"prj_0002/{kind}.wav" for kind in kinds]
+    with pytest.raises(UsageError, match="api.simulator"):
+        await run_manifest(manifest, environ={}, client_options=FAST_CLIENT)
 
 
 def test_given_references_win_over_the_recorded_ones(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ import pytest
 import soundfile
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
 
-from orchestrator import runner
-from orchestrator.download import DEFAULT_CHUNK_SIZE, is_safe_name
+from orchestrator import delivery
+from orchestrator.download import DEFAULT_CHUNK_SIZE
 from orchestrator.errors import CredentialsError
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
+from orchestrator.paths import is_safe_name
 from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.audio import model_format
 from orchestrator.simulator.server import Simulator
@@ -275,13 +276,13 @@ async def test_a_rerun_hashes_only_the_files_that_changed(
     first = await sweep(sim, manifest)
     assert first.exit_code == 0
     hashed: list[str] = []
-    real = runner.digest_matches
+    real = delivery.digest_matches
 
     def counting(path: Path, digest: str) -> bool:
         hashed.append(path.name)
         return real(path, digest)
 
-    monkeypatch.setattr(runner, "digest_matches", counting)
+    monkeypatch.setattr(delivery, "digest_matches", counting)
     assert (await sweep(sim, manifest)).exit_code == 0
     assert hashed == []
 

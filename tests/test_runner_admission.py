@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from orchestrator.jobs import Job
+from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Action, Decision
-from orchestrator.manifest import Limits
-from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Entry
+from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Ticket
+from orchestrator.spec import Limits
 
 SUBMIT = Decision(Action.SUBMIT, 1)
 DOWNLOAD = Decision(Action.DOWNLOAD_ONLY, 1)
 
 
-def entry(project: str, model: str, decision: Decision = SUBMIT) -> Entry:
-    return Entry(Job(project, model), decision)
+def entry(project: str, model: str, decision: Decision = SUBMIT) -> Ticket:
+    return Ticket(JobId(project, model), decision)
 
 
 def test_max_in_flight_bounds_separations() -> None:
@@ -97,7 +97,7 @@ def test_limits_hold_under_many_random_releases() -> None:
     limits = Limits(max_in_flight=3, per_project=1, per_model={"x": 1})
     adm = Admission(limits, active=5)
     pending = [entry(f"p{rng.randrange(6)}", rng.choice("xyz")) for _ in range(300)]
-    running: list[Entry] = []
+    running: list[Ticket] = []
     for job in pending:
         if adm.offer(job):
             running.append(job)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree, quick_profile
 
 from orchestrator.cli import cli
-from orchestrator.download import PARTIAL_PREFIX
+from orchestrator.files import PARTIAL_PREFIX
 from orchestrator.jobs import Shard, shard_of
 from orchestrator.lifecycle import Status
 from orchestrator.manifest import load_manifest

@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.api import Project
 from orchestrator.errors import ApiError
 from orchestrator.scheduling import SharedReads
+from orchestrator.wire import Project
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,6 @@ from orchestrator.simulator.profile import (
     ProfileError,
     dump_profile,
     load_profile,
-    parse_duration,
 )
 
 
@@ -68,13 +67,20 @@ def test_unknown_profile_name_lists_the_shipped_ones():
         load_profile("nope")
 
 
-def test_durations_read_like_3s_and_10m():
-    """Durations accept numbers, ms, s, m and h."""
-    assert parse_duration("500ms", where="x") == 0.5
-    assert parse_duration("3s", where="x") == 3.0
-    assert parse_duration("1.5m", where="x") == 90.0
-    assert parse_duration("1h", where="x") == 3600.0
-    assert parse_duration(7, where="x") == 7.0
+def test_durations_read_like_the_manifests(tmp_path):
+    """Profile durations use the manifest's grammar: numbers, ms, s, m, h, `1.5m`, `1m30s`, 0."""
+    path = tmp_path / "timing.yaml"
+    path.write_text(
+        "url_ttl: 1.5m\ncreated_time: 0\nfinalize_after: 1m30s\nqueue_time: [0s, 500ms]\n"
+        "limit_retry_after: 1h\ndurations: {demucs: 7}\n"
+    )
+    profile = load_profile(path)
+    assert profile.url_ttl == 90.0 and profile.created_time == 0.0
+    assert profile.finalize_after == 90.0 and profile.queue_time == (0.0, 0.5)
+    assert profile.limit_retry_after == 3600.0 and profile.duration("demucs") == 7.0
+    path.write_text("url_ttl: 3 s\n")  # one spelling everywhere: no space inside
+    with pytest.raises(ProfileError, match="url_ttl: must be a duration like 3s"):
+        load_profile(path)
 
 
 def test_replace_validates_and_merges_durations():

@@ -24,8 +24,9 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from orchestrator.api import YoukaClient
-from orchestrator.download import DEFAULT_CHUNK_SIZE, RetryableDownloadError, commit_one
-from orchestrator.errors import DownloadError
+from orchestrator.download import DEFAULT_CHUNK_SIZE
+from orchestrator.errors import DownloadError, RetryableDownloadError
+from orchestrator.files import commit_one
 from orchestrator.storage import StorageClient
 
 pytestmark = pytest.mark.anyio

@@ -10,12 +10,10 @@ a report. Links in the page and in report.json are relative to the report's fold
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.errors import UsageError
+from orchestrator.files import write_bytes_atomic as write_atomic
 from orchestrator.report import metrics
 from orchestrator.report.html import render
 from orchestrator.report.spectrogram import spectrogram_png
@@ -311,19 +310,3 @@ def _csv_value(value: object) -> object:
     if isinstance(value, bool):
         return "true" if value else "false"
     return rounded(value)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder: fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise

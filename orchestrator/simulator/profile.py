@@ -10,16 +10,16 @@ The shipped profiles (`default`, `chaos`, `bench`) are package data in
 `orchestrator/simulator/profiles/`, read with `importlib.resources` so that a name works
 wherever stemsweep is installed; `configs/simulator/` in the source tree holds copies.
 
-Durations are simulated seconds (`--time-scale` compresses them); YAML may write them as
-numbers or as `500ms`, `3s`, `10m`, `1h`. The `Retry-After` values and the slow-body pause
-are real seconds: they are what a client actually waits.
+Durations are simulated seconds (`--time-scale` compresses them); YAML writes them as a
+manifest does (`orchestrator.durations`: `500ms`, `3s`, `1.5m`, `1m30s`, `1h`, `0`, or a
+number of seconds). The `Retry-After` values and the slow-body pause are real seconds: they
+are what a client actually waits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import yaml
 
+from orchestrator.durations import parse_duration
 from orchestrator.simulator.audio import MODELS
 
 # The shipped profiles, NAME.yaml each.
@@ -224,17 +225,12 @@ def dump_profile(profile: Profile) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def parse_duration(value: Any, *, where: str) -> float:
-    """Seconds from a number or a string like `500ms`, `3s`, `1.5m`, `1h`."""
-    if isinstance(value, bool):
-        raise ProfileError(f"{where}: expected a duration like 3s or 10m, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
-    if not match:
-        raise ProfileError(f"{where}: expected a duration like 3s or 10m, got {value!r}")
-    unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
-    return float(match.group(1)) * unit
+def _duration(value: Any, *, where: str) -> float:
+    """Seconds from a duration as `orchestrator.durations` reads it; ProfileError otherwise."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ProfileError(f"{where}: {exc}, got {value!r}") from None
 
 
 # Fields read as durations, and how each plain-data value is converted.
@@ -287,16 +283,16 @@ def _build(cls: type[Any], data: Any, *, prefix: str) -> Any:
 
 def _convert(key: str, value: Any, *, where: str) -> Any:
     if key in _DURATION_FIELDS:
-        return None if value is None else parse_duration(value, where=where)
+        return None if value is None else _duration(value, where=where)
     if key == "queue_time":
         if not isinstance(value, list | tuple) or len(value) != 2:
             raise ProfileError(f"{where}: expected [shortest, longest], e.g. [2s, 20s]")
-        low, high = (parse_duration(v, where=where) for v in value)
+        low, high = (_duration(v, where=where) for v in value)
         return (low, high)
     if key == "durations":
         if not isinstance(value, dict):
             raise ProfileError(f"{where}: expected a mapping of model to duration")
-        parsed = {str(m): parse_duration(d, where=f"{where}.{m}") for m, d in value.items()}
+        parsed = {str(m): _duration(d, where=f"{where}.{m}") for m, d in value.items()}
         return {**DEFAULT_DURATIONS, **parsed}
     if key == "credit_multipliers":
         if not isinstance(value, dict):

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from orchestrator.simulator.context import API_PREFIX, Context
 from orchestrator.simulator.http import api_app, storage_app
+from orchestrator.simulator.media import REFERENCE_TYPES
 from orchestrator.simulator.profile import Profile, ProfileError, load_profile
 from orchestrator.simulator.record import Record
 
@@ -44,8 +45,10 @@ class Simulator:
 
     While running (`async with`): `base_url` (`http://127.0.0.1:PORT/api/v1`), `root_url`
     (the API host, where `/_sim/` lives), `storage_url`, `api_key` (a key it accepts),
-    `project_ids`, `record` (`record.snapshot()` is what `GET /_sim/stats` serves), and
-    `context` (the state behind them, for tests that need to look inside).
+    `project_ids`, `reference_urls(project)`, `record` (`record.snapshot()` is what
+    `GET /_sim/stats` serves), and `context` (the state behind them, for tests that need to
+    look inside). It is what `stemsweep run` runs a manifest's `api.simulator` against
+    (`runner.LocalApi`).
     """
 
     def __init__(
@@ -133,6 +136,14 @@ class Simulator:
     def project_ids(self) -> list[str]:
         """The ids of the projects this simulator serves, in order."""
         return list(self.context.world.projects)
+
+    def reference_urls(self, project: str) -> dict[str, str]:
+        """The URL of each true part of `project`'s song (`/_sim/`, no key needed): what a
+        run against this simulator saves for the comparison report."""
+        return {
+            kind: f"{self.root_url}/_sim/projects/{project}/references/{kind}"
+            for kind in REFERENCE_TYPES
+        }
 
 
 class _FromSimulator(Generic[T]):

@@ -1,0 +1,425 @@
+"""The engine of a run: every job of the manifest under the limits, in ONE `anyio` task group.
+
+    dispatcher  reads jobs one by one from `iter_jobs`, decides each from its recorded
+                state (`lifecycle.decide`), and offers it to `Admission`; when the look-ahead
+                buffer is full it waits for room, so a 100,000-job manifest is never held in
+                memory
+    job tasks   one per admitted job (bounded by the limits): read the project, commit
+                the key, submit, wait for the poll loop's verdict, then hand the job to
+                `delivery` for its files, and record what happened
+    poll loop   ONE loop (`Poller`) that polls every task in flight, each on its own
+                backoff schedule, from a heap of due times; no job task holds anything
+                but its slots while it waits
+    signals     SIGINT/SIGTERM cancel the group; every state change is already committed,
+                so the next run resumes where this one stopped (exit 130)
+
+Limits hold at every instant because a job task exists only while it holds its slots:
+
+    in_flight   `max_in_flight`, from committing the key until the task is terminal
+    model       `per_model[model]`, the same span, for capped models
+    project     `per_project`, from the first request until the job's files are on disk
+                (the next separation on the project may replace `stems[]`)
+    active      a bound on job tasks (downloads included), so memory stays bounded
+
+`requests_per_second` and the 429 pause are enforced by the client for every request.
+What a failure does to a job (its status, what the state is told, the reason) is
+`lifecycle.on_failure`'s table; the engine applies it and reports the job (`Tally`, one
+`job.done` or `job.failed` log line). A separation the client gives up on (past
+`poll.timeout`, or a POST never confirmed) frees its slots: the client cannot see it any
+more, and the next run picks it up again. A task resumed from an earlier run gets a whole
+`poll.timeout` from the moment it is resumed. A key the API rejects mid-run stops the run.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.api import YoukaClient
+from orchestrator.clock import Clock
+from orchestrator.delivery import DOWNLOAD_CONCURRENCY, EXPIRED_URL_ROUNDS, Delivery, Undelivered
+from orchestrator.errors import ApiError, CredentialsError, StemsweepError
+from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
+from orchestrator.lifecycle import (
+    UNEXPECTED,
+    Action,
+    Consequence,
+    Fault,
+    Mode,
+    Record,
+    Status,
+    Step,
+    decide,
+    fault_of,
+    may_resubmit,
+    on_failure,
+    reported_again,
+    separation_fault,
+)
+from orchestrator.logs import get_logger
+from orchestrator.looplag import LagSampler
+from orchestrator.scheduling import (
+    ALL_GATES,
+    SEPARATION_GATES,
+    Admission,
+    Poller,
+    SharedReads,
+    Ticket,
+)
+from orchestrator.spec import Manifest, resolve_key_scope
+from orchestrator.state import JobRecord, StateStore
+from orchestrator.tally import DOWNLOADING, WAITING, Failure, Note, Tally
+
+# Jobs read ahead of the running ones. A job blocked by its project or model waits there
+# while later jobs go, so the buffer must span many projects (manifests are project-major).
+LOOKAHEAD_MIN = 1024
+LOOKAHEAD_PER_SLOT = 16
+
+log = get_logger()
+
+
+class Engine:
+    """The jobs of one run, their slots, and the poll loop; one task group owns them all."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        mode: Mode,
+        out: Path,
+        store: StateStore,
+        client: YoukaClient,
+        clock: Clock,
+        tally: Tally,
+        seed: int,
+        *,
+        shard: Shard | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.shard = shard
+        self.mode = mode
+        self.store = store
+        self.client = client
+        self.tally = tally
+        limits = manifest.limits
+        self.scope = resolve_key_scope(manifest.key_scope, datetime.now(UTC))
+        self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
+        self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
+        self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        self.reads = SharedReads(client)
+        self.delivery = Delivery(out, client, self.reads, manifest.download_types)
+        self._room = anyio.Event()
+        self._idle = anyio.Event()
+        self._live = 0
+        self._dispatched = False
+        self._tg: TaskGroup | None = None
+        self.interrupted = False
+        self.finished = False
+        self.sampler: LagSampler | None = None  # event-loop lag, when asked for
+
+    async def run(self, *, handle_signals: bool) -> None:
+        """Dispatch every job and wait for all of them; return early when interrupted."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if handle_signals:
+                    tg.start_soon(self._stop_on_signal, tg)
+                tg.start_soon(self.poller.run, tg)
+                if self.sampler is not None:
+                    tg.start_soon(self.sampler.run)
+                await self._dispatch()
+                self._dispatched = True
+                if self._live:
+                    await self._idle.wait()
+                self.finished = True
+                tg.cancel_scope.cancel()  # the poll loop and the signal watcher
+        except* CredentialsError as group:
+            # The key stopped working mid-run: report it as such, not as a task group error.
+            raise group.exceptions[0] from None
+
+    async def _stop_on_signal(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.warning("run.interrupted", signal=signal.Signals(signum).name)
+                self.interrupted = True
+                tg.cancel_scope.cancel()
+                return
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        for job in select_shard(iter_jobs(self.manifest), self.shard):
+            ticket = await self._ticket(job)
+            if ticket is None:
+                continue
+            self._show(ticket, WAITING)
+            if self.admission.offer(ticket):
+                self._start(ticket)
+            while self.admission.waiting >= self.lookahead:
+                self._room = anyio.Event()
+                await self._room.wait()
+
+    async def _ticket(self, job: JobId) -> Ticket | None:
+        """Decide a job from its recorded state; None when there is nothing to run."""
+        row = self.store.get(job.project, job.model)
+        files_ok = False
+        if row is not None and row.status is Status.DONE:
+            stems = self.store.stems(job.project, job.model)
+            verified = await anyio.to_thread.run_sync(self.delivery.check_done, row, stems)
+            files_ok = verified is not None
+            if verified:
+                self.store.record_verified(job.project, job.model, verified)
+        decision = decide(row.recorded() if row else None, files_ok=files_ok, mode=self.mode)
+        ticket = Ticket(job, decision, row)
+        if decision.action is Action.SKIP_DONE:
+            self._show(ticket, Status.DONE)
+            self._note(ticket, row)
+            log.info("job.done", project=job.project, model=job.model, already=True)
+            return None
+        if decision.action is Action.REPORT_FAILED:
+            assert row is not None
+            self._fail(ticket, row.status, row.attempt, reported_again(row.status, row.error))
+            return None
+        return ticket
+
+    def _start(self, ticket: Ticket) -> None:
+        assert self._tg is not None
+        self._live += 1
+        self._tg.start_soon(self._job_task, ticket)
+
+    def _release(self, ticket: Ticket, kinds: Iterable[str]) -> None:
+        for waiter in self.admission.release(ticket, kinds):
+            self._start(waiter)
+        if self.admission.waiting < self.lookahead:
+            self._room.set()
+
+    async def _job_task(self, ticket: Ticket) -> None:
+        try:
+            if ticket.decision.separates:
+                separated = await self._separate(ticket)
+                self._release(ticket, SEPARATION_GATES)
+                if not separated:
+                    return
+            await self._deliver(ticket)
+        except CredentialsError:
+            raise  # the key stopped working: every other job would fail the same way
+        except StemsweepError as exc:
+            # Anything else ends this job only; its state row says where it stopped.
+            row = self.store.get(ticket.job.project, ticket.job.model)
+            status = row.status if row is not None else Status.PENDING
+            self._fail(ticket, status, ticket.decision.attempt, UNEXPECTED.explain(error=exc))
+        finally:
+            self._release(ticket, ALL_GATES)
+            self._live -= 1
+            if self._dispatched and self._live == 0:
+                self._idle.set()
+
+    # -- one job: separation -------------------------------------------------------------
+
+    async def _separate(self, ticket: Ticket) -> bool:
+        """Get the job's separation to a terminal success; False when it ended otherwise."""
+        job, action, attempt = ticket.job, ticket.decision.action, ticket.decision.attempt
+        row: JobRecord | None = ticket.row
+        resubmits = 0
+        while True:
+            if action is Action.RESUME_POLL:
+                assert row is not None and row.task_id is not None
+                task_id = row.task_id
+                log.info("job.resumed", project=job.project, model=job.model, task_id=task_id)
+            else:
+                if action is Action.SUBMIT:
+                    key = await self._commit_key(ticket, attempt)
+                    if key is None:
+                        return False
+                else:  # RESUBMIT_SAME_KEY: the key is already committed
+                    assert row is not None and row.key is not None
+                    key = row.key
+                submitted = await self._submit(ticket, key, attempt)
+                if submitted is None:
+                    return False
+                task_id = submitted
+            self._show(ticket, Status.SUBMITTED)
+            ended = await self._wait(
+                ticket, task_id, attempt, fresh=action is not Action.RESUME_POLL
+            )
+            if ended is None:
+                return True
+            consequence, reason = ended
+            if consequence.resubmit and may_resubmit(resubmits, self.manifest.retries.tasks):
+                resubmits += 1
+                attempt += 1
+                action = Action.SUBMIT
+                log.info("job.resubmitting", project=job.project, model=job.model, attempt=attempt)
+                continue  # the slots pass from the failed separation to the new one
+            assert consequence.status is not None
+            self._fail(ticket, consequence.status, attempt, reason)
+            return False
+
+    async def _commit_key(self, ticket: Ticket, attempt: int) -> str | None:
+        """Read the project, then commit the key durably; None when the job cannot go on."""
+        job = ticket.job
+        try:
+            project = await self.reads.project(job.project)
+        except ApiError as exc:
+            self._give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
+            return None
+        known = [s.id for s in project.stems if s.model == job.model]
+        key = idempotency_key(self.scope, job.project, job.model, attempt)
+        self.store.commit_key(
+            job.project, job.model, attempt=attempt, key=key, known_stem_ids=known
+        )
+        self._show(ticket, Status.SUBMITTING)
+        return key
+
+    async def _submit(self, ticket: Ticket, key: str, attempt: int) -> str | None:
+        """POST the separation with `key`; the task id, or None (recorded) on failure."""
+        job = ticket.job
+        try:
+            task_id = await self.client.submit(job.project, job.model, key)
+        except ApiError as exc:
+            # A POST that may have been applied keeps `submitting`: the next run re-sends the
+            # same key and gets the same task instead of starting a second separation.
+            self._give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
+            return None
+        self.store.mark_submitted(job.project, job.model, task_id)
+        log.info(
+            "job.submitted",
+            project=job.project,
+            model=job.model,
+            attempt=attempt,
+            key=key,
+            task_id=task_id,
+        )
+        return task_id
+
+    async def _wait(
+        self, ticket: Ticket, task_id: str, attempt: int, *, fresh: bool
+    ) -> tuple[Consequence, str] | None:
+        """Wait for the poll loop's verdict on `task_id` and record it; None when the
+        separation succeeded, else what its failure does to the job, and why."""
+        job = ticket.job
+        facts: dict[str, object] = {"task": task_id, "timeout": self.manifest.poll.timeout}
+        fault: Fault | None
+        try:
+            verdict = await self.poller.wait_terminal(task_id, job.model, fresh=fresh)
+        except ApiError as exc:
+            fault, facts["error"] = fault_of(exc), exc
+        else:
+            task = verdict.task
+            if task is None:
+                fault = Fault.TIMED_OUT
+            elif task.succeeded:
+                fault = None
+            else:
+                fault = separation_fault(task.status)
+                facts["error"] = task.status + (f": {task.error}" if task.error else "")
+        ended: tuple[Consequence, str] | None = None
+        if fault is None:
+            status = Status.SUCCEEDED
+            self.store.mark_finished(job.project, job.model, status, error=None)
+        else:
+            consequence = on_failure(Step.POLL, fault)
+            assert consequence.status is not None
+            status = consequence.status
+            self._record(job, consequence, attempt, facts)
+            ended = consequence, consequence.explain(**facts)
+        self._show(ticket, status)
+        log.info(
+            "job.separated" if status is Status.SUCCEEDED else "job.separation_ended",
+            project=job.project,
+            model=job.model,
+            task_id=task_id,
+            status=str(status),
+        )
+        return ended
+
+    # -- one job: its files --------------------------------------------------------------
+
+    async def _deliver(self, ticket: Ticket) -> None:
+        """Have the job's files delivered, then record the outcome."""
+        job = ticket.job
+        row = self.store.get(job.project, job.model)
+        assert row is not None
+        self._show(ticket, DOWNLOADING)
+        outcome = await self.delivery.deliver(job, row)
+        if isinstance(outcome, Undelivered):
+            facts = {"error": outcome.error, "model": job.model, "rounds": EXPIRED_URL_ROUNDS}
+            self._give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)
+            return
+        self.store.mark_done(
+            job.project,
+            job.model,
+            outcome.stems,
+            missing_types=outcome.missing,
+            unsafe_types=outcome.unsafe,
+        )
+        self._show(ticket, Status.DONE)
+        self._note(ticket, self.store.get(job.project, job.model))
+        log.info(
+            "job.done",
+            project=job.project,
+            model=job.model,
+            attempt=row.attempt,
+            task_id=row.task_id,
+            files=len(outcome.stems),
+            bytes=sum(s.bytes for s in outcome.stems),
+            missing_types=list(outcome.missing),
+            unsafe_types=list(outcome.unsafe),
+        )
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _give_up(
+        self, ticket: Ticket, step: Step, fault: Fault, attempt: int, **facts: object
+    ) -> None:
+        """The job fails at `step`: recorded and reported as `lifecycle.on_failure` says."""
+        consequence = on_failure(step, fault)
+        assert consequence.status is not None
+        self._record(ticket.job, consequence, attempt, facts)
+        self._fail(ticket, consequence.status, attempt, consequence.explain(**facts))
+
+    def _record(
+        self, job: JobId, consequence: Consequence, attempt: int, facts: dict[str, object]
+    ) -> None:
+        """Tell the state store what `consequence` says it is told."""
+        error = consequence.stored_error(**facts)
+        project, model = job.project, job.model
+        if consequence.record is Record.SKIPPED:
+            self.store.mark_skipped(project, model, attempt=attempt, error=error)
+        elif consequence.record is Record.ERROR:
+            self.store.record_error(project, model, error)
+        elif consequence.record is Record.FINISHED:
+            assert consequence.status is not None
+            self.store.mark_finished(project, model, consequence.status, error=error)
+        elif consequence.record is Record.DOWNLOAD_FAILED:
+            self.store.mark_download_failed(project, model, error)
+
+    def _show(self, ticket: Ticket, status: str) -> None:
+        self.tally.move(ticket.job.model, ticket.shown, str(status))
+        ticket.shown = str(status)
+
+    def _fail(self, ticket: Ticket, status: Status, attempt: int, reason: str) -> None:
+        job = ticket.job
+        self._show(ticket, status)
+        self.tally.fail(Failure(job.project, job.model, str(status), attempt, reason))
+        log.warning(
+            "job.failed",
+            project=job.project,
+            model=job.model,
+            status=str(status),
+            attempt=attempt,
+            reason=reason,
+        )
+
+    def _note(self, ticket: Ticket, row: JobRecord | None) -> None:
+        if row is None:
+            return
+        job = ticket.job
+        if row.missing_types:
+            self.tally.note(Note(job.project, job.model, "missing", row.missing_types))
+        if row.unsafe_types:
+            self.tally.note(Note(job.project, job.model, "unsafe", row.unsafe_types))
