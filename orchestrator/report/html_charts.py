@@ -13,7 +13,9 @@ from typing import Final
 
 from orchestrator.report.html_kit import esc, hue, residual_hue
 
-LINE_CHARS: Final = 34  # characters of a label per line (13 px text in a 260 px column)
+# Characters of a label per line: the twelve models' names fit on one line (the longest
+# has 43); longer names wrap.
+LINE_CHARS: Final = 44
 WIDTH: Final = 680
 ROW: Final = 26  # height of a one-line row
 LINE: Final = 15  # each further line of a label

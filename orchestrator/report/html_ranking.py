@@ -111,35 +111,40 @@ def _agreement_line(found: RankAgreement | None) -> str:
 
 
 def ranking_cards(report: Report) -> str:
-    """The SDR rankings, the rankings without references, and the residual chart."""
+    """Per stem type, the ranking against the true stems beside the one without them; then
+    the residual chart."""
     cards = []
     unscored = []
+    without = {r.type: r for r in report.rankings_without_references}
+    agreement = {a.type: a for a in report.rank_agreement}
     for ranking in report.rankings:
+        other = without.get(ranking.type)
         if ranking.rows:
+            notes = _notes(ranking)
+            if other is not None and not other.rows and other.why_unscored:
+                notes.append(f"No ranking without references: {esc(other.why_unscored)}.")
             cards.append(
                 _card(
                     spoken(ranking.type),
-                    "median SDR against the true stems, dB · whiskers: middle half of songs",
+                    "median SDR, dB · whisker: middle half of the songs",
                     _chart(ranking, "dB"),
-                    _notes(ranking),
+                    notes,
                 )
             )
         else:
             unscored.append(ranking.type)
-    agreement = {a.type: a for a in report.rank_agreement}
-    for ranking in report.rankings_without_references:
-        chart = _chart(ranking, "dB") if ranking.rows else ""
-        notes = _notes(ranking)
-        if ranking.rows:
-            notes.append(_agreement_line(agreement.get(ranking.type)))
-        cards.append(
-            _card(
-                f"{spoken(ranking.type)}, no reference",
-                "median agreement with the other models, dB",
-                chart,
-                notes,
+        if other is not None and (other.rows or not ranking.rows):
+            notes = _notes(other)
+            if other.rows:
+                notes.append(_agreement_line(agreement.get(other.type)))
+            cards.append(
+                _card(
+                    f"{spoken(other.type)}, no reference",
+                    "median agreement with the other models, dB",
+                    _chart(other, "dB") if other.rows else "",
+                    notes,
+                )
             )
-        )
     residuals = sorted(
         (Bar(s.model, s.residual_db, f"{number(s.residual_db)} dB")
          for s in report.summaries if s.residual_db is not None),

@@ -224,7 +224,8 @@ def measures_table(report: Report) -> str:
         )
         said = esc(e.error) if e.error else "<br>".join(esc(n) for n in e.notes)
         rows.append(
-            f"<tr><td>{name(e.project)}</td><td>{name(e.model)}</td><td>{esc(e.type)}</td>"
+            # Whole names: the table scrolls sideways rather than wrap a name over lines.
+            f"<tr><td>{esc(e.project)}</td><td>{esc(e.model)}</td><td>{esc(e.type)}</td>"
             + cell(e.duration, number(e.duration, 2))
             + cell(e.duration_delta, number(e.duration_delta, 2), css("warn" if off else None))
             + cell(e.lufs, number(e.lufs))
