@@ -204,7 +204,8 @@ class StemMeter:
         joined = np.concatenate([self._carry, block.astype(np.float64)])
         whole = len(joined) // self._frame
         if whole:
-            power = np.mean(joined[: whole * self._frame].reshape(whole, -1) ** 2, axis=1)
+            frames = joined[: whole * self._frame].reshape(whole, -1)
+            power = np.einsum("ij,ij->i", frames, frames) / frames.shape[1]
             self._quiet += int(np.count_nonzero(power < self._threshold))
             self._counted += whole
         self._carry = joined[whole * self._frame :]
@@ -285,15 +286,18 @@ class WindowTap:
         """Take the next `(frames, channels)` block."""
         first, last = self._position, self._position + len(block)
         self._position = last
-        mono: Mono | None = None
         for start, window in zip(self.starts, self.windows, strict=True):
             low, high = start - self.margin, start + self.length + self.margin
             if high <= first or low >= last:
                 continue
-            if mono is None:
-                mono = np.asarray(block, np.float64).mean(axis=1)
             a, b = max(low, first), min(high, last)
-            window[a - low : b - low] = mono[a - first : b - first]
+            # Only the frames a window needs are downmixed, column by column (mean(axis=1)
+            # over a short last axis is slow).
+            part = block[a - first : b - first]
+            mono = part[:, 0].astype(np.float64)
+            for c in range(1, part.shape[1]):
+                mono += part[:, c]
+            window[a - low : b - low] = mono / part.shape[1]
 
 
 def duration(audio: Samples, rate: int) -> float:
