@@ -208,14 +208,13 @@ def test_a_blind_listener_rates_reveals_exports_and_the_ratings_fold_back(
             expected[(trial["id"], item["code"])] = score
     browser.find_element(By.ID, "listener").send_keys("robot")
     total = sum(len(t["items"]) for t in data["trials"])
-    assert browser.find_element(By.ID, "listen-progress").text == f"{total} of {total} excerpts rated"
+    progress = browser.find_element(By.ID, "listen-progress").text
+    assert progress == f"{total} of {total} excerpts rated"
 
     browser.refresh()  # the ratings are kept in the browser
-    first = data["trials"][0]
-    kept = browser.find_element(
-        By.CSS_SELECTOR, f'input[data-trial="{first["id"]}"][data-code="{first["items"][0]["code"]}"]'
-    )
-    assert int(kept.get_attribute("value")) == expected[(first["id"], first["items"][0]["code"])]
+    first, code = data["trials"][0]["id"], data["trials"][0]["items"][0]["code"]
+    kept = browser.find_element(By.CSS_SELECTOR, f'input[data-trial="{first}"][data-code="{code}"]')
+    assert int(kept.get_attribute("value")) == expected[(first, code)]
     assert not [m for m in MODELS if m in browser.find_element(By.ID, "blind").text]
 
     browser.find_element(By.ID, "reveal-all").click()
