@@ -11,9 +11,11 @@ peak RSS from the short song to the long one over the minutes between them: what
 further minute of a song costs, whatever the interpreter and its libraries take to start.
 
 Quality: the demo's catalogue (three songs of 20 s, seed 7, all twelve models), then the
-same with clones added that fail alike (`sample.add_shared_failure`). For each, the
-Spearman and Kendall rank correlations between the ranking without references and the
-ranking by SDR against the true parts, per stem type (`report.json`'s `rank_agreement`).
+same without the mix in the tree (the consensus is then the plain median of the other
+models, not anchored to the mix), then with clones added that fail alike
+(`sample.add_shared_failure`). For each, the Spearman and Kendall rank correlations between
+the ranking without references and the ranking by SDR against the true parts, per stem type
+(`report.json`'s `rank_agreement`).
 """
 
 from __future__ import annotations
@@ -153,16 +155,21 @@ def _quality(opts: Options) -> dict[str, dict[str, Any]]:
     """Rank correlations per catalogue: "demo", then "+N clones sharing FAILURE"."""
     catalogue = _catalogue(opts)
     shared = SHARED[:1] if opts.quick else SHARED
+    runs: list[tuple[str, str | None, int, bool]] = [
+        ("demo", None, 0, True),
+        ("demo without the mix (plain median)", None, 0, False),
+        *((f"demo + {k} clones sharing {f}", f, k, True) for f, k in shared),
+    ]
     found = {}
-    for failure, clones in [(None, 0), *shared]:
-        label = "demo" if failure is None else f"demo + {clones} clones sharing {failure}"
-        workdir = opts.workdir / f"quality-{failure or 'demo'}-{clones}"
+    for index, (label, failure, clones, mix) in enumerate(runs):
+        workdir = opts.workdir / f"quality-{index}"
         tree = _write_tree(
             workdir / "out",
             projects=tuple(catalogue["projects"]),
             seconds=catalogue["seconds"],
             failure=failure,
             clones=clones,
+            mix=mix,
         )
         usage = run_stemsweep(["report", str(tree)], workdir, log_name="report")
         if usage.returncode != 0:
@@ -180,6 +187,7 @@ def _write_tree(
     seconds: float,
     failure: str | None = None,
     clones: int = 0,
+    mix: bool = True,
 ) -> Path:
     """A sample tree, written by another process (with `clones` failing alike, if any).
 
@@ -192,11 +200,13 @@ def _write_tree(
         "from orchestrator.report.sample import add_shared_failure, write_sample_tree; "
         "root, projects, seconds = Path(sys.argv[1]), tuple(sys.argv[2].split(',')), "
         "float(sys.argv[3]); "
-        "write_sample_tree(root, projects=projects, seconds=seconds, original_in_tree=True); "
+        "write_sample_tree(root, projects=projects, seconds=seconds, "
+        "original_in_tree=sys.argv[6] == 'mix'); "
         "int(sys.argv[5]) and add_shared_failure(root, failure=sys.argv[4], "
         "clones=int(sys.argv[5]), projects=projects, seconds=seconds)"
     )
     args = [str(root), ",".join(projects), repr(seconds), failure or "-", str(clones)]
+    args.append("mix" if mix else "no-mix")
     subprocess.run([sys.executable, "-c", code, *args], check=True, cwd=ROOT)
     return root
 
