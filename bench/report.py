@@ -214,5 +214,5 @@ def _write_tree(
 def _stems(tree: Path) -> int:
     """Audio files in the model folders of `tree`."""
     return sum(
-        1 for p in tree.glob("*/*/*") if p.suffix in (".wav", ".flac") and "_" != p.parts[-3][0]
+        1 for p in tree.glob("*/*/*") if p.suffix in (".wav", ".flac") and p.parts[-3][0] != "_"
     )

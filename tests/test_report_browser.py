@@ -190,9 +190,7 @@ def test_a_blind_listener_rates_reveals_exports_and_the_ratings_fold_back(
     sources = [a.get_attribute("src") for a in blind.find_elements(By.TAG_NAME, "audio")]
     assert sources and not [s for s in sources if any(m in s for m in MODELS)]
 
-    data = json.loads(
-        browser.find_element(By.ID, "listening-data").get_attribute("textContent")
-    )
+    data = json.loads(browser.find_element(By.ID, "listening-data").get_attribute("textContent"))
     measured = json.loads(report.html.with_suffix(".json").read_text())
     sdr = {(e["project"], e["model"], e["type"]): e["sdr"] for e in measured["entries"]}
     expected: dict[tuple[str, str], int] = {}
@@ -290,4 +288,3 @@ def test_long_model_names_are_readable_in_the_matrix_and_charts(
     )
     assert [long_name, True] in [[text, x >= 0] for text, x in labels]
     assert not severe(browser)
-

@@ -114,9 +114,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def entry(report: dict[str, Any], project: str, model: str) -> dict[str, Any]:
-    return next(
-        e for e in report["entries"] if e["project"] == project and e["model"] == model
-    )
+    return next(e for e in report["entries"] if e["project"] == project and e["model"] == model)
 
 
 def test_a_short_estimate_is_zero_padded_and_ranks_below_a_real_model(

@@ -81,9 +81,7 @@ def test_mean_and_95_percent_interval_by_students_t() -> None:
 
 def test_a_listener_who_misses_the_hidden_reference_is_left_out() -> None:
     """Below 90 for the hidden reference in 2 of 4 trials (over 15%): left out, with why."""
-    ratings = [
-        Rating("ann", f"p{i}", "vocals", "reference", None, 100.0) for i in range(4)
-    ] + [
+    ratings = [Rating("ann", f"p{i}", "vocals", "reference", None, 100.0) for i in range(4)] + [
         Rating("bob", f"p{i}", "vocals", "reference", None, score)
         for i, score in enumerate((95.0, 40.0, 100.0, 60.0))
     ]

@@ -62,9 +62,7 @@ def write_trials(
         if len(models) < 2 or frames <= 0:
             continue
         ref = measured.references.get(kind)
-        profile = (
-            ref.profile if ref else summed([measured.stems[m, kind].profile for m in models])
-        )
+        profile = ref.profile if ref else summed([measured.stems[m, kind].profile for m in models])
         second = loudest_window(profile, EXCERPT_S)
         start = second * rate
         trial = design(

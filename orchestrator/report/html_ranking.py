@@ -31,9 +31,7 @@ def _notes(ranking: Ranking) -> list[str]:
     for model, reason in ranking.undecodable.items():
         notes.append(f"Could not decode <b>{name(model)}</b>'s stems: {esc(reason)}.")
     if ranking.unscored and ranking.why_unscored:
-        notes.append(
-            f"Not scored ({esc(ranking.why_unscored)}): {models_text(ranking.unscored)}."
-        )
+        notes.append(f"Not scored ({esc(ranking.why_unscored)}): {models_text(ranking.unscored)}.")
     if ranking.partial:
         most = max(r.projects for r in ranking.rows)
         parts = [f"<b>{name(m)}</b> ({n} of {most})" for m, n in ranking.partial.items()]

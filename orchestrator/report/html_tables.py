@@ -270,5 +270,3 @@ def problems(report: Report) -> str:
     if not items:
         return '<p class="note good">Every file decoded and every job finished.</p>'
     return f'<div class="card"><ul class="problems">{"".join(items)}</ul></div>'
-
-

@@ -50,9 +50,7 @@ class LoudnessMeter:
         self.frames = 0
         self._stages = k_weighting(rate)
         # lfilter's initial state for a signal that starts from silence: zeros.
-        self._state = [
-            np.zeros((len(lfilter_zi(b, a)), channels)) for b, a, _ in self._stages
-        ]
+        self._state = [np.zeros((len(lfilter_zi(b, a)), channels)) for b, a, _ in self._stages]
         self._total = np.zeros(channels)  # sum of squares of the filtered signal so far
         self._block = BLOCK_S * rate
         step = 1.0 - OVERLAP

@@ -113,9 +113,7 @@ def rank_by_agreement(
 ) -> list[Ranking]:
     """One ranking per stem type by median agreement with the other models (no reference)."""
     why = f"fewer than {MIN_MODELS} models delivered it on a song: no consensus to compare with"
-    return [
-        _ranking(t, "agreement", lambda e: e.agreement, entries, summaries, why) for t in types
-    ]
+    return [_ranking(t, "agreement", lambda e: e.agreement, entries, summaries, why) for t in types]
 
 
 def rank_agreement(

@@ -186,9 +186,7 @@ def aggregate(
     unique = _deduplicated(ratings)
     kept, excluded = screened(unique)
     counted = [r for r in unique if r.listener in kept]
-    known = [
-        r for r in counted if r.type in types and (r.role != "model" or r.model in models)
-    ]
+    known = [r for r in counted if r.type in types and (r.role != "model" or r.model in models)]
     rankings = []
     for kind in types:
         mine = [r for r in known if r.type == kind]
