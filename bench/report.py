@@ -203,7 +203,9 @@ def _write_tree(
         "write_sample_tree(root, projects=projects, seconds=seconds, "
         "original_in_tree=sys.argv[6] == 'mix'); "
         "int(sys.argv[5]) and add_shared_failure(root, failure=sys.argv[4], "
-        "clones=int(sys.argv[5]), projects=projects, seconds=seconds)"
+        "clones=int(sys.argv[5]), projects=projects, seconds=seconds); "
+        # Without the mix: none in the model folders, nor among the true parts.
+        "sys.argv[6] == 'mix' or [p.unlink() for p in root.glob('_references/*/original.*')]"
     )
     args = [str(root), ",".join(projects), repr(seconds), failure or "-", str(clones)]
     args.append("mix" if mix else "no-mix")
