@@ -8,6 +8,7 @@ WAV, so the values are exact but for float32 rounding.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -110,6 +111,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(result.json.read_text())
     data["_root"] = root
     data["_page"] = result.html.read_text()
+    data["_csv"] = list(csv.DictReader(result.csv.open()))
     return data
 
 
@@ -155,6 +157,9 @@ def test_an_mp3_that_decodes_late_is_aligned_and_says_so(report: dict[str, Any])
     headerless, _ = sf.read(report["_root"] / "late_mp3" / "offset" / "vocals.mp3")
     unaligned = metrics.sdr(reference, headerless[: len(reference)])
     assert unaligned < 0 and late["sdr"] > unaligned + 30
+    (row,) = [r for r in report["_csv"] if r["model"] == "late_mp3"]
+    assert row["offset_ms"] == "25.0567"
+    assert row["notes"] == "; ".join(late["notes"])  # the CSV's notes column
 
 
 def test_a_corrupt_stem_gives_its_reason_not_no_reference(report: dict[str, Any]) -> None:

@@ -99,6 +99,8 @@ def measure_project(
 
 
 class _Project:
+    """One project's files and what has been measured of them so far."""
+
     def __init__(
         self, project: str, catalogue: Catalogue, types: list[str], out: Output, scratch: Path
     ) -> None:
@@ -118,6 +120,7 @@ class _Project:
         self.grid: Info
 
     def run(self) -> Measured:
+        """The grid from the first file that decodes, then the three steps."""
         candidates = [
             *([self.refs[ORIGINAL]] if ORIGINAL in self.refs else []),
             *(j.stems[ORIGINAL] for j in self.jobs if ORIGINAL in j.stems),
@@ -174,6 +177,7 @@ class _Project:
     # -- step 1 -------------------------------------------------------------------------
 
     def anchors(self) -> None:
+        """Step 1: the mix (the first that decodes) and each reference stem."""
         info = self.measured.info
         places: list[tuple[Path, str | None]] = []
         if ORIGINAL in self.refs:
@@ -197,6 +201,7 @@ class _Project:
     # -- step 2 -------------------------------------------------------------------------
 
     def stems(self) -> None:
+        """Step 2: each model's stems, one file at a time, and a row per job."""
         for job in self.jobs:
             kinds = type_order(k for k in job.stems if k != ORIGINAL)
             entries = [self.stem(job, kind) for kind in kinds]
@@ -275,6 +280,7 @@ class _Project:
     # -- step 3 -------------------------------------------------------------------------
 
     def joint(self) -> None:
+        """Step 3: every file of the project at once, block by block."""
         measured = self.measured
         stems, refs, mix = measured.stems, measured.references, measured.mix
         by_type = {t: [m for m in self._models() if (m, t) in stems] for t in self.types}
