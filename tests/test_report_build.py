@@ -322,3 +322,38 @@ def test_stems_at_another_rate_layout_and_length_are_aligned_before_scoring(
         "mono, copied to 2 channels",
         "0.25 s shorter than the reference, zero-padded",
     ]
+
+
+def test_resampled_copies_go_with_their_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stem at another rate is resampled into a scratch folder that is gone before the
+    next project starts, and nothing is left behind after the build."""
+    import tempfile
+
+    from orchestrator.report import build as build_module
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    tone = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)[:, None] * [0.3, 0.3]
+    for project in ("prj_a", "prj_b"):
+        folder = tmp_path / "out" / "tool" / project
+        folder.mkdir(parents=True)
+        sf.write(folder / "vocals.wav", tone, 48000)
+        ref = tmp_path / "out" / "_references" / project
+        ref.mkdir(parents=True)
+        sf.write(ref / "vocals.wav", tone[::2][:22050], 24000)  # the grid: 24 kHz
+    seen: list[list[Path]] = []
+    measure = build_module.measure_project
+
+    def watched(*args: Any) -> Any:
+        seen.append(sorted(p for p in scratch.rglob("*") if p.is_file()))
+        return measure(*args)
+
+    monkeypatch.setattr(build_module, "measure_project", watched)
+    result = build_report([tmp_path / "out"])
+    entries = json.loads(result.json.read_text())["entries"]
+    assert [e["resampled"] for e in entries] == [True, True]
+    assert seen == [[], []]  # the first project's copy was gone when the second began
+    assert not list(scratch.iterdir())

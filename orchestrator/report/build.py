@@ -128,9 +128,10 @@ def build_report(
             "OUT/{model}/{project}/{type}.{ext} (the folder `stemsweep run` writes to)"
         )
     builder = _Builder(catalogue, folder)
-    with tempfile.TemporaryDirectory(prefix="stemsweep-report-") as scratch:
-        for project in catalogue.projects:
-            builder.measure(project, Path(scratch) / project)
+    for project in catalogue.projects:
+        # Resampled copies of this project's stems live until its excerpts are cut.
+        with tempfile.TemporaryDirectory(prefix="stemsweep-report-") as scratch:
+            builder.measure(project, Path(scratch))
     report = builder.report()
     if ratings:
         report.ratings = ratings_module.aggregate(rated, types=report.types, models=report.models)
