@@ -289,3 +289,28 @@ def test_long_float32_audio_keeps_precision() -> None:
     reference = noise(seconds=60.0, channels=2).astype(np.float32)
     estimate = with_snr(reference.astype(np.float64), 20.0).astype(np.float32)
     assert metrics.sdr(reference, estimate) == pytest.approx(20.0, abs=0.01)
+
+
+def lag_of(anchor: np.ndarray, stem: np.ndarray, margin: int = 2000) -> int | None:
+    """The offset `estimate_lag` finds for `stem` against `anchor`, or None."""
+    from orchestrator.report.offset import WINDOW, WindowTap, estimate_lag, window_starts
+
+    starts = window_starts(len(anchor), margin=margin)
+    a, s = WindowTap(starts, WINDOW), WindowTap(starts, WINDOW, margin)
+    a.add(metrics.as_frames(anchor))
+    s.add(metrics.as_frames(stem))
+    found = estimate_lag(a.windows, s.windows, margin)
+    return None if found is None else found.frames
+
+
+def test_offsets_are_found_both_ways_and_never_made_up() -> None:
+    """A stem 300 frames late or 200 early is found so; a steady tone (alike at every
+    period) stays put; an unrelated stem gets no offset at all."""
+    anchor = noise(seconds=4.0, seed=21)
+    late = np.concatenate([np.zeros((300, 2)), anchor])[: len(anchor)]
+    early = np.concatenate([anchor[200:], np.zeros((200, 2))])
+    assert lag_of(anchor, late + 0.3 * noise(seconds=4.0, seed=22)) == 300
+    assert lag_of(anchor, early) == -200
+    steady = tones(4.0, freqs=(441.0,))
+    assert lag_of(steady, steady.copy()) == 0
+    assert lag_of(anchor, noise(seconds=4.0, seed=23)) is None
