@@ -3,7 +3,8 @@
 The image is a fixed size whatever the track's length: `width` columns, each the magnitude
 spectrum of one Hann window, on a log-frequency axis from 40 Hz up to 20 kHz (or Nyquist).
 Levels are absolute (dBFS, a full-scale sine at 0 dB), so a quieter stem looks darker and
-two models' stems can be compared by eye.
+two models' stems can be compared by eye. The windows are collected as the track's blocks
+stream past (`SpectrogramTap`): the track is never held whole.
 """
 
 from __future__ import annotations
