@@ -553,23 +553,41 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
     help="Where report.html goes (a file, or a folder to hold it); report.json, report.csv "
     "and spectrograms/ go next to it.  [default: OUT/report/report.html of the first OUT]",
 )
+@click.option(
+    "--ratings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    metavar="FILE",
+    help="Ratings exported from the page's blind listening test, folded into a ranking by "
+    "ear (mean and 95% interval per model) next to the measured scores. Repeat it for "
+    "each listener's file.",
+)
 @_friendly
-def report(trees: tuple[Path, ...], references: Path | None, output: Path | None) -> None:
+def report(
+    trees: tuple[Path, ...],
+    references: Path | None,
+    output: Path | None,
+    ratings: tuple[Path, ...],
+) -> None:
     """Compare the models of one or more per-model trees in one static page.
 
     Reads OUT/{model}/{project}/{type}.{ext} and each job's job.json (trees made by hand
     or by other tools work too), merges several OUT trees (shards), measures every stem,
     and writes report.html, report.json and report.csv. The page opens from disk with no
-    server; its players link into the trees. Prints the path of report.html.
+    server; its players link into the trees. It ranks the models per stem type against
+    the true stems where there are any, and without them in every case, and holds a blind
+    listening test whose exported ratings --ratings folds back. Prints the path of
+    report.html. Exit 2 when OUT holds no per-model tree or a ratings file is unusable.
 
     \b
     Examples:
       stemsweep report out/demo
       stemsweep report out/shard-0 out/shard-1 --references refs --output site/compare.html
+      stemsweep report out/demo --ratings alice.json --ratings bob.json
     """
     from orchestrator.report import build_report
 
-    result = build_report(list(trees), references=references, output=output)
+    result = build_report(list(trees), references=references, output=output, ratings=ratings)
     click.echo(str(result.html))
 
 

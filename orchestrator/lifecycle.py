@@ -188,6 +188,7 @@ class StemLike(Protocol):
 
 
 S = TypeVar("S", bound=StemLike)
+ORIGINAL = "original"  # the stem type of the project's own audio
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,8 @@ def select_stems(
     (ids not in `known_ids`, the model's stem ids read before submitting) win, and among
     equals the one listed last. When `stems[]` was replaced, every id is new and the rule
     takes what is there. A type that is not a safe file name is never chosen; it is
-    reported in `unsafe`.
+    reported in `unsafe`. The `original` type is the project's own upload, listed without a
+    model, unless the model lists an original of its own.
     """
     mine = [s for s in stems if s.model == model]
     best: dict[str, S] = {}
@@ -223,6 +225,10 @@ def select_stems(
         current = best.get(stem.type)
         if current is None or (stem.id not in known_ids) >= (current.id not in known_ids):
             best[stem.type] = stem
+    if ORIGINAL not in best:
+        uploads = [s for s in stems if s.model is None and s.type == ORIGINAL]
+        if uploads:
+            best[ORIGINAL] = uploads[-1]
     unsafe = tuple(sorted({s.type for s in mine if not is_safe(s.type)}))
     chosen = tuple(best[t] for t in wanted if t in best and is_safe(t))
     missing = tuple(t for t in wanted if t not in best or not is_safe(t))

@@ -26,7 +26,9 @@ DEFAULT_POLL_MAX = 60.0
 DEFAULT_POLL_TIMEOUT = 30 * 60.0
 DEFAULT_REQUEST_ATTEMPTS = 6
 DEFAULT_TASK_RETRIES = 0
-DEFAULT_TYPES: tuple[StemType, ...] = STEM_TYPES[1:]  # every type but original
+# Every type: the report needs the original mix for its residual and its ranking without
+# references.
+DEFAULT_TYPES: tuple[StemType, ...] = STEM_TYPES
 DEFAULT_OUTPUT = "out/{name}"  # `{name}` is replaced by the manifest's name
 DEFAULT_SIMULATOR_PROFILE = "default"
 DEFAULT_SIMULATOR_SEED = 0

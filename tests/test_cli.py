@@ -205,7 +205,8 @@ def test_summary_on_stdout_and_logs_on_stderr(
     events = [json.loads(line) for line in result.stderr.decode().splitlines() if line.strip()]
     names = [e["event"] for e in events]
     assert names.count("job.done") == 2 and "run.finished" in names
-    assert check_tree(tmp_path / "out", tmp_path / "out" / ".stemsweep" / "state.db") == 4
+    # Two jobs of three files: the original mix (a default type) and the model's two stems.
+    assert check_tree(tmp_path / "out", tmp_path / "out" / ".stemsweep" / "state.db") == 6
 
 
 def test_progress_display_on_a_terminal(

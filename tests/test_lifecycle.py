@@ -130,6 +130,25 @@ def test_selects_by_model_and_type_not_position() -> None:
     assert pick(stems) == (["c", "b"], ("backing_vocals",), ())
 
 
+def test_the_original_is_the_projects_own_unless_the_model_lists_one() -> None:
+    """A wanted `original` is the project's model-less upload, or the model's own original."""
+    wanted = ("original", "vocals")
+    upload = [S("o", "original", None), S("v", "vocals", "demucs"), S("x", "original", "mdx23c")]
+    picked = select_stems(
+        upload, model="demucs", wanted=wanted, known_ids=(), is_safe=is_safe_name
+    )
+    assert [s.id for s in picked.chosen] == ["o", "v"] and picked.missing == ()
+    assert picked.delivered == 1  # the upload is not something the model delivered
+    own = select_stems(
+        [*upload, S("d", "original", "demucs")],
+        model="demucs",
+        wanted=wanted,
+        known_ids=(),
+        is_safe=is_safe_name,
+    )
+    assert [s.id for s in own.chosen] == ["d", "v"]
+
+
 def test_accumulated_sets_prefer_stems_newer_than_the_submission() -> None:
     """With two sets of the model listed, the ids unknown before submission win."""
     stems = [

@@ -53,7 +53,7 @@ limits:
   requests_per_second: 5            # every API request of the run, paced, not just retried
 poll: {initial: 3s, max: 60s, timeout: 30m}   # per-task backoff and deadline
 retries: {requests: 6, tasks: 0}    # attempts per HTTP call; automatic re-submissions
-download: {types: [instrumental, vocals, backing_vocals]}   # default: every type but original
+download: {types: [instrumental, vocals, backing_vocals]}   # default: every type, original included
 sweeps:                             # required, one or more
   - projects: [prj_a, prj_b]        # or projects_file: catalogue.txt
     models: all                     # or a list of model names
@@ -110,7 +110,7 @@ def test_defaults_are_the_documented_values() -> None:
     assert (DEFAULT_MAX_IN_FLIGHT, DEFAULT_PER_PROJECT, DEFAULT_REQUESTS_PER_SECOND) == (8, 1, 5.0)
     assert (DEFAULT_POLL_INITIAL, DEFAULT_POLL_MAX, DEFAULT_POLL_TIMEOUT) == (3.0, 60.0, 1800.0)
     assert (DEFAULT_REQUEST_ATTEMPTS, DEFAULT_TASK_RETRIES) == (6, 0)
-    assert DEFAULT_TYPES == ("instrumental", "vocals", "backing_vocals")
+    assert DEFAULT_TYPES == ("original", "instrumental", "vocals", "backing_vocals")
     assert DEFAULT_BASE_URL == "https://api.youka.io/api/v1"
 
 

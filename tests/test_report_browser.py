@@ -1,4 +1,5 @@
-"""The report in a real headless Chromium: loads from disk, no console errors, links resolve.
+"""The report in a real headless Chromium: loads from disk, no console errors, links resolve,
+and a scripted listener takes the blind test, exports the ratings and folds them back.
 
 Needs Debian's `chromium` and `chromium-driver` (`/usr/bin/chromium`, `/usr/bin/chromedriver`)
 and the `selenium` package. Without them the test is skipped, except under CI (`CI` set),
@@ -9,9 +10,11 @@ screenshot to docs/report.png for the README.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import pytest
 
 from orchestrator.report import ReportResult, build_report
 from orchestrator.report.sample import write_sample_tree
+from orchestrator.simulator.audio import MODELS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -83,7 +87,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
     base = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(base)
-        tree = write_sample_tree(Path("out/demo"), seconds=2.0)
+        tree = write_sample_tree(Path("out/demo"), seconds=2.0, original_in_tree=True)
         result = build_report([tree])
     return dataclasses.replace(result, html=base / result.html)
 
@@ -147,3 +151,140 @@ def test_screenshot_of_the_report(browser: Any, report: ReportResult) -> None:
     if os.environ.get("STEMSWEEP_UPDATE_DOCS"):
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+def severe(browser: Any) -> list[Any]:
+    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def listener_score(item: dict[str, Any], sdr: dict[tuple[str, str, str], float], trial: Any) -> int:
+    """What the scripted listener hears: the hidden reference perfect, the anchor bad, each
+    model by its SDR on that song (5 points a dB)."""
+    if item["role"] == "reference":
+        return 100
+    if item["role"] == "anchor":
+        return 10
+    return max(0, min(100, round(5 * sdr[(trial["project"], item["model"], trial["type"])])))
+
+
+def test_a_blind_listener_rates_reveals_exports_and_the_ratings_fold_back(
+    browser: Any, report: ReportResult, tmp_path: Path
+) -> None:
+    """Names stay hidden until revealed; slider ratings (by keyboard) survive a reload,
+    export as a file, and `build_report(ratings=...)` ranks the models as they were rated."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd(
+        "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    browser.get(report.html.as_uri())
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    blind = browser.find_element(By.ID, "blind")
+    hidden_text = blind.text
+    assert "Reveal all names" in hidden_text
+    assert not [m for m in MODELS if m in hidden_text]
+    sources = [a.get_attribute("src") for a in blind.find_elements(By.TAG_NAME, "audio")]
+    assert sources and not [s for s in sources if any(m in s for m in MODELS)]
+
+    data = json.loads(browser.find_element(By.ID, "listening-data").get_attribute("textContent"))
+    measured = json.loads(report.html.with_suffix(".json").read_text())
+    sdr = {(e["project"], e["model"], e["type"]): e["sdr"] for e in measured["entries"]}
+    expected: dict[tuple[str, str], int] = {}
+    for trial in data["trials"]:
+        for item in trial["items"]:
+            score = listener_score(item, sdr, trial)
+            slider = blind.find_element(
+                By.CSS_SELECTOR,
+                f'input[data-trial="{trial["id"]}"][data-code="{item["code"]}"]',
+            )
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
+            slider.send_keys(Keys.HOME + Keys.ARROW_RIGHT * score)
+            expected[(trial["id"], item["code"])] = score
+    browser.find_element(By.ID, "listener").send_keys("robot")
+    total = sum(len(t["items"]) for t in data["trials"])
+    progress = browser.find_element(By.ID, "listen-progress").text
+    assert progress == f"{total} of {total} excerpts rated"
+
+    browser.refresh()  # the ratings are kept in the browser
+    first, code = data["trials"][0]["id"], data["trials"][0]["items"][0]["code"]
+    kept = browser.find_element(By.CSS_SELECTOR, f'input[data-trial="{first}"][data-code="{code}"]')
+    assert int(kept.get_attribute("value")) == expected[(first, code)]
+    assert not [m for m in MODELS if m in browser.find_element(By.ID, "blind").text]
+
+    browser.find_element(By.ID, "reveal-all").click()
+    for trial in data["trials"]:
+        for item in trial["items"]:
+            cell = browser.find_element(
+                By.CSS_SELECTOR, f'[data-trial-card="{trial["id"]}"] [data-name="{item["code"]}"]'
+            )
+            label = {"reference": "hidden reference", "anchor": "low anchor"}.get(item["role"])
+            assert cell.get_attribute("textContent") == (label or item["model"])
+    assert any(m in browser.find_element(By.ID, "blind").text for m in MODELS)
+
+    browser.find_element(By.ID, "export-ratings").click()
+    exported = downloads / "stemsweep-ratings-robot.json"
+    deadline = time.monotonic() + 20
+    while not exported.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    document = json.loads(exported.read_text())
+    assert document["format"] == "stemsweep-ratings" and document["listener"] == "robot"
+    given = {(t["trial"], r["code"]): r["score"] for t in document["trials"] for r in t["ratings"]}
+    assert given == expected
+
+    folded = build_report(
+        [report.html.parent.parent], output=tmp_path / "rated", ratings=[exported]
+    )
+    result = json.loads(folded.json.read_text())["ratings"]
+    assert result["listeners"] == ["robot"] and result["excluded"] == []
+    for ranking in result["rankings"]:
+        mine = {}
+        for trial in data["trials"]:
+            if trial["type"] == ranking["type"]:
+                for item in trial["items"]:
+                    if item["role"] == "model":
+                        mine.setdefault(item["model"], []).append(
+                            expected[(trial["id"], item["code"])]
+                        )
+        means = {m: sum(v) / len(v) for m, v in mine.items()}
+        order = sorted(means, key=lambda m: (-means[m], m))
+        assert [row["model"] for row in ranking["rows"]] == order
+        assert ranking["reference_mean"] == 100 and ranking["anchor_mean"] == 10
+    assert not severe(browser)
+
+
+def test_long_model_names_are_readable_in_the_matrix_and_charts(
+    browser: Any, tmp_path: Path
+) -> None:
+    """An 80-character model name wraps in the matrix instead of spilling into the next
+    column, and appears whole, over several lines, in the chart labels."""
+    import numpy as np
+    import soundfile as sf
+
+    long_name = "vendor_" + "_".join(["very_long_model_name"] * 3) + "_v2_final_2025_release"
+    assert len(long_name) > 80
+    root = tmp_path / "out"
+    t = np.arange(44100) / 44100
+    tone = 0.2 * np.sin(2 * np.pi * 330 * t)
+    for model, noise in ((long_name, 0.01), ("short_a", 0.02), ("short_b", 0.05)):
+        stem = tone + np.random.default_rng(len(model)).standard_normal(len(t)) * noise
+        (root / model / "song").mkdir(parents=True)
+        sf.write(root / model / "song" / "vocals.wav", np.stack([stem, stem], 1), 44100)
+    (root / "_references" / "song").mkdir(parents=True)
+    sf.write(root / "_references" / "song" / "vocals.wav", np.stack([tone, tone], 1), 44100)
+    result = build_report([root])
+    browser.get(result.html.as_uri())
+    overflow = browser.execute_script(
+        "return Array.from(document.querySelectorAll('th.model'))"
+        ".filter(th => th.scrollWidth > th.clientWidth + 1).map(th => th.textContent)"
+    )
+    assert not overflow
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg.chart text.label'))"
+        ".map(t => [t.textContent, t.getBBox().x])"
+    )
+    assert [long_name, True] in [[text, x >= 0] for text, x in labels]
+    assert not severe(browser)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
-import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -17,9 +17,9 @@ import soundfile as sf
 
 from orchestrator.errors import UsageError
 from orchestrator.report import ReportResult, build_report
-from orchestrator.report import build as build_module
+from orchestrator.report.listening import EXCERPT_S
 from orchestrator.report.sample import write_sample_tree
-from orchestrator.report.tree import Decoded, load_audio
+from orchestrator.report.stream import BLOCK
 
 MODELS = (
     "mdx23c",
@@ -92,8 +92,9 @@ def test_rankings_order_models_and_name_the_ones_that_did_not_deliver(built: Bui
     assert "audioshake_vocals_lead" not in order
     assert instrumental["not_delivered"] == ["audioshake_vocals_lead"]
     assert order.index("bs_roformer") < order.index("demucs")
-    sdrs = [row["sdr"] for row in instrumental["rows"]]
-    assert sdrs == sorted(sdrs, reverse=True)
+    scores = [row["score"] for row in instrumental["rows"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(row["q1"] <= row["score"] <= row["q3"] for row in instrumental["rows"])
     backing = next(r for r in report["rankings"] if r["type"] == "backing_vocals")
     assert [row["model"] for row in backing["rows"]] == ["musicai_lead_backing_other"]
 
@@ -144,31 +145,44 @@ def test_page_links_resolve_and_point_into_the_tree(built: Built) -> None:
     assert "https://" not in page
 
 
-def test_memory_holds_one_projects_references_and_one_stem(
+def test_audio_is_read_in_blocks_one_project_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At most one project's four references plus one stem are decoded at any moment."""
+    """No read asks for more than one block, or one blind-test excerpt, whatever the song's
+    length (12 s here, longer than both); the files of two projects are never open at once."""
     root = write_sample_tree(
         tmp_path / "out",
         projects=("prj_a", "prj_b"),
         models=("mdx23c", "musicai_lead_backing_other", "demucs"),
-        seconds=1.0,
+        seconds=12.0,
+        original_in_tree=True,
     )
-    alive: set[int] = set()
-    peak = 0
+    reads: list[int] = []
+    open_projects: dict[int, str] = {}
+    overlaps: list[set[str]] = []
 
-    def counting_load(path: Path) -> Decoded:
-        nonlocal peak
-        decoded = load_audio(path)
-        key = id(decoded.samples)
-        alive.add(key)
-        weakref.finalize(decoded.samples, alive.discard, key)
-        peak = max(peak, len(alive))
-        return decoded
+    class Watched(sf.SoundFile):
+        def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(file, *args, **kwargs)
+            project = next((p for p in ("prj_a", "prj_b") if p in str(file)), None)
+            if project is not None:
+                open_projects[id(self)] = project
+                overlaps.append(set(open_projects.values()))
 
-    monkeypatch.setattr(build_module, "load_audio", counting_load)
+        def read(self, frames: int = -1, *args: Any, **kwargs: Any) -> Any:
+            reads.append(frames)
+            return super().read(frames, *args, **kwargs)
+
+        def close(self) -> None:
+            open_projects.pop(id(self), None)
+            super().close()
+
+    monkeypatch.setattr(sf, "SoundFile", Watched)
     build_report([root])
-    assert 0 < peak <= 5
+    excerpt = round(EXCERPT_S * 44100)
+    assert reads and -1 not in reads
+    assert max(reads) <= max(BLOCK, excerpt) < 12 * 44100
+    assert all(len(projects) == 1 for projects in overlaps)
 
 
 def test_without_references_scores_are_null_and_the_original_gives_residuals(
@@ -178,7 +192,7 @@ def test_without_references_scores_are_null_and_the_original_gives_residuals(
     root = write_sample_tree(
         tmp_path / "out",
         projects=("prj_a",),
-        models=("mdx23c", "demucs"),
+        models=("mdx23c", "demucs", "bs_roformer"),
         seconds=1.0,
         references=False,
         original_in_tree=True,
@@ -189,7 +203,13 @@ def test_without_references_scores_are_null_and_the_original_gives_residuals(
     assert all(e["residual_db"] is not None for e in report["entries"])
     assert all(e["duration_delta"] == pytest.approx(0.0) for e in report["entries"])
     assert not any(e["type"] == "original" for e in report["entries"])
-    assert "no reference stems were found" in result.html.read_text()
+    assert all(not r["rows"] for r in report["rankings"])
+    assert report["rank_agreement"] == []
+    (vocals,) = [r for r in report["rankings_without_references"] if r["type"] == "vocals"]
+    assert {row["model"] for row in vocals["rows"]} == {"mdx23c", "demucs", "bs_roformer"}
+    assert all(row["bleed_db"] is not None for row in vocals["rows"])
+    page = result.html.read_text()
+    assert "no reference stems were found" in page and "no reference" in page
 
 
 def test_a_file_that_does_not_decode_is_listed_and_the_rest_is_built(tmp_path: Path) -> None:
@@ -257,12 +277,20 @@ def test_shards_merge_and_output_and_references_can_be_elsewhere(tmp_path: Path)
 
 
 def test_a_missing_tree_is_a_usage_error(tmp_path: Path) -> None:
-    """A tree or references path that is not a folder raises UsageError, writing nothing."""
+    """A tree or references path that is not a folder raises UsageError, writing nothing;
+    so does a folder that holds no per-model tree, and a ratings file given as a tree."""
     with pytest.raises(UsageError, match="not a folder"):
         build_report([tmp_path / "nope"])
     with pytest.raises(UsageError, match="not a folder"):
         build_report([tmp_path], references=tmp_path / "missing")
-    assert not (tmp_path / "report").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    with pytest.raises(UsageError, match=r"no per-model tree in .*OUT/\{model\}/\{project\}"):
+        build_report([tmp_path / "notes"])
+    (tmp_path / "bob.json").write_text("{}")
+    with pytest.raises(UsageError, match="give --ratings before each ratings file"):
+        build_report([tmp_path / "notes", tmp_path / "bob.json"])
+    assert not (tmp_path / "report").exists() and not (tmp_path / "notes" / "report").exists()
 
 
 def test_stems_at_another_rate_layout_and_length_are_aligned_before_scoring(
@@ -287,4 +315,45 @@ def test_stems_at_another_rate_layout_and_length_are_aligned_before_scoring(
     assert scored["channels"] == 1
     assert scored["length_diff"] == pytest.approx(-0.25, abs=1e-3)
     assert scored["duration_delta"] == pytest.approx(-0.25, abs=1e-3)
-    assert scored["sdr"] > 25
+    # The missing last 0.25 s of 2 s of steady tones counts as error: 10 log10(2 / 0.25).
+    assert scored["sdr"] == pytest.approx(10 * math.log10(2 / 0.25), abs=0.05)
+    assert scored["notes"] == [
+        "resampled from 48000 Hz to 44100 Hz",
+        "mono, copied to 2 channels",
+        "0.25 s shorter than the reference, zero-padded",
+    ]
+
+
+def test_resampled_copies_go_with_their_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stem at another rate is resampled into a scratch folder that is gone before the
+    next project starts, and nothing is left behind after the build."""
+    import tempfile
+
+    from orchestrator.report import build as build_module
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    tone = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)[:, None] * [0.3, 0.3]
+    for project in ("prj_a", "prj_b"):
+        folder = tmp_path / "out" / "tool" / project
+        folder.mkdir(parents=True)
+        sf.write(folder / "vocals.wav", tone, 48000)
+        ref = tmp_path / "out" / "_references" / project
+        ref.mkdir(parents=True)
+        sf.write(ref / "vocals.wav", tone[::2][:22050], 24000)  # the grid: 24 kHz
+    seen: list[list[Path]] = []
+    measure = build_module.measure_project
+
+    def watched(*args: Any) -> Any:
+        seen.append(sorted(p for p in scratch.rglob("*") if p.is_file()))
+        return measure(*args)
+
+    monkeypatch.setattr(build_module, "measure_project", watched)
+    result = build_report([tmp_path / "out"])
+    entries = json.loads(result.json.read_text())["entries"]
+    assert [e["resampled"] for e in entries] == [True, True]
+    assert seen == [[], []]  # the first project's copy was gone when the second began
+    assert not list(scratch.iterdir())

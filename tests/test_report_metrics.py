@@ -6,10 +6,12 @@ import math
 import warnings
 
 import numpy as np
+import pyloudnorm
 import pytest
 from scipy.signal import resample_poly
 
-from orchestrator.report import metrics
+from orchestrator.report import align, metrics
+from orchestrator.report.loudness import LoudnessMeter
 
 RATE = 44100
 
@@ -89,10 +91,24 @@ def test_silent_estimate_scores_finite_and_at_the_bottom() -> None:
 
 
 def test_silent_reference_and_estimate_do_not_crash() -> None:
-    """Silence scored against silence is finite (no division by zero)."""
+    """Silence against silence: a finite SDR, and no SI-SDR (no channel to be invariant to)."""
     silent = np.zeros((RATE, 2))
     assert math.isfinite(metrics.sdr(silent, silent))
-    assert math.isfinite(metrics.si_sdr(silent, silent))
+    assert metrics.si_sdr(silent, silent) is None
+
+
+def test_si_sdr_skips_a_silent_reference_channel() -> None:
+    """A hard-panned part estimated at exactly 20 dB reads 20 dB, not (20 - 80) / 2 = -30."""
+    part = noise(channels=1, seed=11)[:, 0]
+    n = np.random.default_rng(12).standard_normal(len(part))
+    n -= (n @ part) / (part @ part) * part  # orthogonal: the projection stays exactly 1
+    n *= math.sqrt((part @ part) / (n @ n) / 100.0)  # 20 dB below
+    reference = np.stack([part, np.zeros_like(part)], axis=1)
+    estimate = np.stack([part + n, 1e-3 * noise(channels=1, seed=13)[:, 0]], axis=1)
+    assert metrics.si_sdr(reference, estimate) == pytest.approx(20.0, abs=1e-6)
+    faint = reference.copy()
+    faint[:, 1] = part * 10 ** (-61 / 20)  # 61 dB below the left: silent too
+    assert metrics.si_sdr(faint, estimate) == pytest.approx(20.0, abs=1e-6)
 
 
 def test_identical_estimate_scores_very_high() -> None:
@@ -106,47 +122,86 @@ def test_resampled_estimate_is_brought_back_and_still_scores_high() -> None:
     """A 48 kHz estimate of a 44.1 kHz reference is resampled and still scores above 30 dB."""
     reference = tones(3.0)
     estimate = resample_poly(reference, 160, 147, axis=0)  # 44100 -> 48000
-    aligned = metrics.align(reference, RATE, estimate, 48000)
+    aligned = align.align(reference, RATE, estimate, 48000)
     assert aligned.resampled
     assert aligned.length_diff == pytest.approx(0.0, abs=1e-3)
     assert metrics.sdr(aligned.reference, aligned.estimate) > 30
 
 
-def test_align_trims_to_the_shorter_and_reports_the_difference() -> None:
-    """A stem 0.5 s longer than its reference is cut to the reference and reported as +0.5 s."""
+def test_align_cuts_a_long_estimate_and_zero_pads_a_short_one() -> None:
+    """A stem 0.5 s longer is cut to the reference (+0.5 s); a short one is zero-padded to it,
+    as museval's pad_or_truncate does, so the part it misses counts as error."""
     reference = noise(seconds=2.0)
     estimate = np.concatenate([reference, noise(seconds=0.5, seed=9)])
-    aligned = metrics.align(reference, RATE, estimate, RATE)
+    aligned = align.align(reference, RATE, estimate, RATE)
     assert aligned.length_diff == pytest.approx(0.5)
     assert aligned.estimate.shape == aligned.reference.shape == reference.shape
     assert metrics.sdr(aligned.reference, aligned.estimate) > 90
-    shorter = metrics.align(reference, RATE, reference[: RATE // 2], RATE)
+    shorter = align.align(reference, RATE, reference[: RATE // 2], RATE)
     assert shorter.length_diff == pytest.approx(-1.5)
-    assert len(shorter.reference) == RATE // 2
+    assert shorter.reference.shape == shorter.estimate.shape == reference.shape
+    assert not shorter.estimate[RATE // 2 :].any()
+
+
+def test_a_short_estimate_scores_only_what_it_covers() -> None:
+    """The first 5% of the reference, exact, scores 10 log10(1 / 0.95) = 0.2228 dB (the old
+    trimmed score of such a stem was its 5% alone: far above any real separation)."""
+    frames = 40_000
+    reference = np.full((frames, 2), 0.25, np.float32)
+    reference[1::2] = -0.25  # every sample the same energy: shares of length are exact
+    aligned = align.align(reference, RATE, reference[: frames // 20], RATE)
+    assert metrics.sdr(aligned.reference, aligned.estimate) == pytest.approx(
+        10 * math.log10(1 / 0.95), abs=1e-9
+    )
 
 
 def test_channel_layouts_are_matched() -> None:
     """Mono estimates are spread to a stereo reference and stereo ones downmixed to mono."""
     mono = noise(channels=1)
     dual = np.repeat(mono, 2, axis=1)
-    up = metrics.align(dual, RATE, mono[:, 0], RATE)
+    up = align.align(dual, RATE, mono[:, 0], RATE)
     assert up.estimate.shape == (len(mono), 2)
     assert metrics.sdr(up.reference, up.estimate) > 90
-    down = metrics.align(mono, RATE, dual, RATE)
+    down = align.align(mono, RATE, dual, RATE)
     assert down.estimate.shape == (len(mono), 1)
     assert metrics.sdr(down.reference, down.estimate) > 90
 
 
-def test_fit_pads_or_cuts_to_the_wanted_length() -> None:
-    """`fit` returns exactly the requested frames: zero-padded when short, cut when long."""
+def test_fitted_pads_or_cuts_to_the_wanted_length() -> None:
+    """`fitted` returns exactly the requested frames: zero-padded when short, cut when long."""
     audio = noise(seconds=1.0)
-    assert metrics.fit(audio, RATE, target_rate=RATE, channels=2, frames=RATE * 2).shape == (
-        RATE * 2,
-        2,
-    )
-    padded = metrics.fit(audio, RATE, target_rate=RATE, channels=2, frames=RATE * 2)
-    assert not padded[RATE:].any()
-    assert metrics.fit(audio, RATE, target_rate=RATE, channels=1, frames=100).shape == (100, 1)
+    padded = align.fitted(audio, RATE * 2)
+    assert padded.shape == (RATE * 2, 2) and not padded[RATE:].any()
+    assert align.fitted(audio, 100).shape == (100, 2)
+
+
+def test_blocks_on_the_grid_shift_match_channels_and_pad() -> None:
+    """`on_grid` turns blocks of any size into fixed blocks: shifted, re-channelled, padded."""
+    audio = np.arange(10, dtype=np.float32)[:, None]  # mono 0..9
+    source = [audio[:3], audio[3:4], audio[4:]]
+    late = list(zip(range(3), align.on_grid(source, 2, 4, shift=2), strict=False))
+    assert [b[:, 0].tolist() for _, b in late] == [[2, 3, 4, 5], [6, 7, 8, 9], [0, 0, 0, 0]]
+    assert all(b.shape == (4, 2) and (b[:, 0] == b[:, 1]).all() for _, b in late)
+    early = next(align.on_grid(source, 1, 4, shift=-3))
+    assert early[:, 0].tolist() == [0, 0, 0, 0]  # three zeros in front, then sample 0
+
+
+def test_notes_say_what_was_done() -> None:
+    """Each adjustment before comparing is said in words; nothing said when nothing was done."""
+    said = align.notes(
+        rate=48000, grid_rate=44100, channels=1, grid_channels=2, length_diff=-0.25,
+        compared_with="reference", offset=1105,
+    )  # fmt: skip
+    assert said == [
+        "resampled from 48000 Hz to 44100 Hz",
+        "mono, copied to 2 channels",
+        "0.25 s shorter than the reference, zero-padded",
+        "starts 25.1 ms late (1105 samples); aligned",
+    ]
+    assert align.notes(
+        rate=44100, grid_rate=44100, channels=2, grid_channels=2, length_diff=0.004,
+        compared_with="mix", offset=0,
+    ) == []  # fmt: skip
 
 
 def test_lufs_of_a_997_hz_sine_matches_bs1770() -> None:
@@ -197,8 +252,65 @@ def test_residual_measures_what_the_stems_miss() -> None:
     assert metrics.residual_db(mix, a) == pytest.approx(expected, abs=0.01)
 
 
+@pytest.mark.parametrize(("rate", "channels", "block"), [(44100, 2, 65536), (48000, 1, 999)])
+def test_loudness_in_blocks_is_pyloudnorms_loudness(rate: int, channels: int, block: int) -> None:
+    """The streaming BS.1770 meter gives pyloudnorm's integrated loudness to 1e-5 LU."""
+    rng = np.random.default_rng(rate)
+    ramp = np.linspace(0.001, 0.4, 7 * rate)[:, None]  # quiet blocks fall under the gates
+    audio = (rng.standard_normal((7 * rate, channels)) * ramp).astype(np.float32)
+    meter = LoudnessMeter(rate, channels)
+    for start in range(0, len(audio), block):
+        meter.add(audio[start : start + block])
+    expected = pyloudnorm.Meter(rate).integrated_loudness(audio)
+    assert meter.lufs() == pytest.approx(expected, abs=1e-5)
+
+
+def test_measures_fed_in_blocks_equal_the_whole_array() -> None:
+    """Scores and silence shares do not depend on where the blocks are cut."""
+    reference = tones(2.0)
+    estimate = with_snr(reference, 12.0)
+    estimate[: RATE // 3] = 0  # some near-silence, across block boundaries
+    whole = metrics.Scores()
+    whole.add(reference, estimate)
+    parts = metrics.Scores()
+    meter = metrics.StemMeter(RATE, 2)
+    for start in range(0, len(reference), 7777):
+        parts.add(reference[start : start + 7777], estimate[start : start + 7777])
+        meter.add(estimate[start : start + 7777])
+    assert parts.sdr() == pytest.approx(whole.sdr(), abs=1e-9)
+    assert parts.si_sdr() == pytest.approx(whole.si_sdr(), abs=1e-9)
+    frame = round(0.05 * RATE)
+    power = np.mean(estimate[: len(estimate) // frame * frame].reshape(-1, frame * 2) ** 2, 1)
+    assert meter.silence_share() == np.mean(power < 1e-6)
+
+
 def test_long_float32_audio_keeps_precision() -> None:
     """Blockwise float64 sums keep a 60 s float32 track's SDR exact to 0.01 dB."""
     reference = noise(seconds=60.0, channels=2).astype(np.float32)
     estimate = with_snr(reference.astype(np.float64), 20.0).astype(np.float32)
     assert metrics.sdr(reference, estimate) == pytest.approx(20.0, abs=0.01)
+
+
+def lag_of(anchor: np.ndarray, stem: np.ndarray, margin: int = 2000) -> int | None:
+    """The offset `estimate_lag` finds for `stem` against `anchor`, or None."""
+    from orchestrator.report.offset import WINDOW, WindowTap, estimate_lag, window_starts
+
+    starts = window_starts(len(anchor), margin=margin)
+    a, s = WindowTap(starts, WINDOW), WindowTap(starts, WINDOW, margin)
+    a.add(metrics.as_frames(anchor))
+    s.add(metrics.as_frames(stem))
+    found = estimate_lag(a.windows, s.windows, margin)
+    return None if found is None else found.frames
+
+
+def test_offsets_are_found_both_ways_and_never_made_up() -> None:
+    """A stem 300 frames late or 200 early is found so; a steady tone (alike at every
+    period) stays put; an unrelated stem gets no offset at all."""
+    anchor = noise(seconds=4.0, seed=21)
+    late = np.concatenate([np.zeros((300, 2)), anchor])[: len(anchor)]
+    early = np.concatenate([anchor[200:], np.zeros((200, 2))])
+    assert lag_of(anchor, late + 0.3 * noise(seconds=4.0, seed=22)) == 300
+    assert lag_of(anchor, early) == -200
+    steady = tones(4.0, freqs=(441.0,))
+    assert lag_of(steady, steady.copy()) == 0
+    assert lag_of(anchor, noise(seconds=4.0, seed=23)) is None

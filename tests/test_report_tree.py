@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from orchestrator.report.stream import AudioDecodeError, probe, read_blocks, read_range
 from orchestrator.report.tree import (
-    AudioDecodeError,
     discover,
-    load_audio,
     model_order,
     outcome,
     separation_seconds,
@@ -126,16 +125,43 @@ def test_two_files_of_one_stem_type_keep_one_and_report_the_other(tmp_path: Path
     assert any("same stem type" in p.reason for p in found.problems)
 
 
-def test_load_audio_reports_why_a_file_does_not_decode(tmp_path: Path) -> None:
-    """A file that is not audio raises AudioDecodeError with libsndfile's reason."""
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            b"RIFF....WAVEnot really",
+            "not readable as audio: Error in WAV file. No 'data' chunk marker",
+        ),
+        (b"", "not readable as audio: Format not recognised"),
+        (b"hello", "not readable as audio: Format not recognised"),
+    ],
+)
+def test_a_file_that_is_not_audio_says_why(tmp_path: Path, data: bytes, reason: str) -> None:
+    """A file that is not audio raises AudioDecodeError with libsndfile's words, no path."""
     bad = tmp_path / "vocals.wav"
-    bad.write_bytes(b"RIFF\x00\x00garbage")
+    bad.write_bytes(data)
     with pytest.raises(AudioDecodeError) as caught:
-        load_audio(bad)
-    assert str(caught.value)
-    good = load_audio(wav(tmp_path / "ok.flac", seconds=0.25, rate=16000))
-    assert good.rate == 16000 and good.samples.shape == (4000, 2)
-    assert good.samples.dtype == np.float32
+        probe(bad)
+    assert str(caught.value) == reason
+
+
+def test_audio_is_read_in_blocks_and_a_truncated_file_says_where_it_stopped(
+    tmp_path: Path,
+) -> None:
+    """Blocks of at most the asked size add up to the file; a cut FLAC names the time."""
+    good = wav(tmp_path / "ok.flac", seconds=0.25, rate=16000)
+    info = probe(good)
+    assert (info.rate, info.channels, info.frames) == (16000, 2, 4000)
+    blocks = list(read_blocks(good, size=1500))
+    assert [len(b) for b in blocks] == [1500, 1500, 1000] and blocks[0].dtype == np.float32
+    assert not read_range(good, -10, 20)[:10].any()  # before the start: zeros
+    noise = np.random.default_rng(0).standard_normal((44100 * 3, 2)) * 0.1
+    sf.write(tmp_path / "long.flac", noise, 44100)
+    data = (tmp_path / "long.flac").read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioDecodeError, match=r"^decoding stopped at \d+\.\d\d s: "):
+        list(read_blocks(cut))
 
 
 @pytest.mark.parametrize(

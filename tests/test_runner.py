@@ -195,16 +195,17 @@ async def test_stems_replaced_between_separations(
         job = json.loads((outcome.output / model / project / "job.json").read_text())
         assert job["stems"]
         for stem in job["stems"]:
+            own = stem["type"] != "original"  # the original is the project's own upload
             truth = await sim.context.media.stem_bytes(
                 Stem(
                     id=stem["id"],
                     project_id=project,
                     type=stem["type"],
-                    model=model,
-                    fmt=model_format(model),
+                    model=model if own else None,
+                    fmt=model_format(model) if own else "wav",
                     duration=0.0,
                     redirect=False,
-                    source=model,
+                    source=model if own else "original",
                 )
             )
             assert (outcome.output / model / project / stem["file"]).read_bytes() == truth
@@ -224,7 +225,7 @@ async def test_unsafe_server_names_are_skipped_and_reported(
         for model in MODELS[:2]:
             job = json.loads((outcome.output / model / project / "job.json").read_text())
             assert job["unsafe_types"] and not any(map(is_safe_name, job["unsafe_types"]))
-            assert {s["type"] for s in job["stems"]} <= {"instrumental", "vocals"}
+            assert {s["type"] for s in job["stems"]} <= {"original", "instrumental", "vocals"}
     assert_only_the_tree(outcome.output, tmp_path)
 
 
@@ -296,7 +297,8 @@ async def test_a_rerun_hashes_only_the_files_that_changed(
     repaired = await sweep(sim, manifest)
     assert repaired.exit_code == 0
     assert sorted(hashed) == sorted([touched.name, changed.name])
-    assert sim.record.snapshot()["downloads"] == downloads + 2  # the job's two files
+    # The job's three files: the original mix and the model's two stems.
+    assert sim.record.snapshot()["downloads"] == downloads + 3
     assert check_tree(repaired.output, repaired.state_path) >= 2
 
     hashed.clear()

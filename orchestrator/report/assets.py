@@ -1,7 +1,9 @@
-"""The page's inline style sheet and script: plain strings, so the page needs no other file.
+"""The page's inline style sheet and scripts: plain strings, so the page needs no other file.
 
-The script does two things: A/B listening (starting a stem while another plays pauses that
-one and continues at its position) and sortable columns in the table of every stem.
+`JS` does two things: A/B listening (starting a stem while another plays pauses that one and
+continues at its position) and sortable columns in the table of every stem. `LISTEN_JS` runs
+the blind test: sliders kept in localStorage per report, names revealed on request, ratings
+exported as a JSON file (the format `ratings` reads).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ text-decoration:line-through}
 .stem.original audio{width:300px;margin-top:2px}
 .matrix{table-layout:fixed;min-width:900px}
 .matrix th:first-child{width:250px}
+th.model{white-space:normal;overflow-wrap:anywhere}
 .stem{margin:0}
 .stem img{display:block;width:100%;max-width:320px;height:56px;border-radius:4px;
 object-fit:fill;background:#000}
@@ -87,6 +90,34 @@ td.broken,td.failed{color:var(--bad);vertical-align:middle}
 .coverage{margin:0;padding-left:18px;line-height:1.7}
 .problems li{margin:6px 0}
 code{font-size:13px;background:#f1f5f9;padding:0 4px;border-radius:4px}
+.chart .iqr{stroke:var(--ink);stroke-width:1.4;opacity:.55;fill:none}
+.explain{max-width:980px;margin:0 0 14px}
+.stem figcaption .warn,td.notes{font-size:12px}
+td.notes{min-width:180px;white-space:normal}
+.listened th.model{white-space:normal}
+.listen-bar{display:flex;gap:12px;align-items:center;flex-wrap:wrap;margin:0 0 14px;
+position:sticky;top:0;z-index:2;background:var(--bg);padding:8px 0}
+.listen-bar input[type=text]{font:inherit;padding:4px 8px;border:1px solid var(--line);
+border-radius:6px}
+button{font:inherit;font-size:13px;padding:5px 12px;border:1px solid #c7d2fe;
+border-radius:6px;background:#eef2ff;color:#3730a3;cursor:pointer}
+button.primary{background:var(--accent);color:#fff;border-color:var(--accent)}
+.trial{margin-bottom:14px}
+.trial-head{display:flex;gap:14px;align-items:baseline;flex-wrap:wrap;margin-bottom:6px}
+.trial-head h3{margin:0}
+.trial-head button{margin-left:auto}
+.context{display:flex;gap:12px;align-items:center;margin:4px 0 8px;font-size:13px;
+color:var(--muted)}
+.context audio,.excerpts audio{height:32px;width:300px}
+.excerpts td,.excerpts th{border-bottom:1px solid var(--line);padding:4px 8px;
+vertical-align:middle}
+.excerpts th.code{font-size:18px;width:48px;text-align:center}
+.excerpts td.slider{width:100%;white-space:nowrap}
+.excerpts input[type=range]{width:70%;vertical-align:middle;opacity:.45}
+.excerpts input[type=range].rated{opacity:1}
+.excerpts output{display:inline-block;width:3em;text-align:right;
+font-variant-numeric:tabular-nums}
+.excerpts td.name{font-weight:600;white-space:normal;overflow-wrap:anywhere;min-width:200px}
 """
 
 JS = """
@@ -122,5 +153,104 @@ JS = """
       }).forEach(function (row) { body.appendChild(row); });
     });
   });
+})();
+"""
+
+LISTEN_JS = """
+(function () {
+  var node = document.getElementById("listening-data");
+  if (!node) return;
+  var data = JSON.parse(node.textContent);
+  var key = "stemsweep-ratings:" + data.report;
+  var state = {listener: "", scores: {}};
+  try {
+    var saved = JSON.parse(window.localStorage.getItem(key) || "null");
+    if (saved && saved.scores) state = saved;
+  } catch (e) { /* storage unavailable: ratings live until the page closes */ }
+  function save() {
+    try { window.localStorage.setItem(key, JSON.stringify(state)); } catch (e) {}
+  }
+  var trials = {};
+  var total = 0;
+  data.trials.forEach(function (t) { trials[t.id] = t; total += t.items.length; });
+  var progress = document.getElementById("listen-progress");
+  function count() {
+    var n = 0;
+    Object.keys(state.scores).forEach(function (t) { n += Object.keys(state.scores[t]).length; });
+    progress.textContent = n + " of " + total + " excerpts rated";
+  }
+  function show(input) {
+    var scores = state.scores[input.dataset.trial] || {};
+    var value = scores[input.dataset.code];
+    var out = input.parentNode.querySelector("output");
+    if (value === undefined) {
+      input.value = 50; input.classList.remove("rated"); out.textContent = "–";
+    } else {
+      input.value = value; input.classList.add("rated"); out.textContent = value;
+    }
+  }
+  var sliders = document.querySelectorAll("input.rating");
+  sliders.forEach(function (input) {
+    show(input);
+    input.addEventListener("input", function () {
+      var t = input.dataset.trial;
+      (state.scores[t] = state.scores[t] || {})[input.dataset.code] = Number(input.value);
+      show(input); save(); count();
+    });
+  });
+  var listener = document.getElementById("listener");
+  listener.value = state.listener || "";
+  listener.addEventListener("input", function () { state.listener = listener.value; save(); });
+  function label(item) {
+    if (item.role === "reference") return "hidden reference";
+    if (item.role === "anchor") return "low anchor";
+    return item.model;
+  }
+  function reveal(id) {
+    var card = document.querySelector('[data-trial-card="' + id + '"]');
+    trials[id].items.forEach(function (item) {
+      var cell = card.querySelector('[data-name="' + item.code + '"]');
+      cell.textContent = label(item);
+      cell.hidden = false;
+    });
+    card.classList.add("revealed");
+  }
+  document.querySelectorAll("[data-reveal]").forEach(function (button) {
+    button.addEventListener("click", function () { reveal(button.dataset.reveal); });
+  });
+  document.getElementById("reveal-all").addEventListener("click", function () {
+    Object.keys(trials).forEach(reveal);
+  });
+  document.getElementById("clear-ratings").addEventListener("click", function () {
+    state.scores = {}; save(); sliders.forEach(show); count();
+  });
+  function exported() {
+    var rated = data.trials.filter(function (t) { return state.scores[t.id]; });
+    return {
+      format: "stemsweep-ratings", version: 1, report: data.report,
+      listener: state.listener || "", exported_at: new Date().toISOString(),
+      trials: rated.map(function (t) {
+        var scores = state.scores[t.id];
+        return {
+          trial: t.id, project: t.project, type: t.type,
+          ratings: t.items.filter(function (i) { return scores[i.code] !== undefined; })
+            .map(function (i) {
+              return {code: i.code, role: i.role, model: i.model, score: scores[i.code]};
+            })
+        };
+      })
+    };
+  }
+  document.getElementById("export-ratings").addEventListener("click", function () {
+    var text = JSON.stringify(exported(), null, 2);
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], {type: "application/json"}));
+    var who = (state.listener || "listener").replace(/[^A-Za-z0-9._-]+/g, "_");
+    link.download = "stemsweep-ratings-" + who + ".json";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  });
+  count();
 })();
 """

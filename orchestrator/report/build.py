@@ -1,8 +1,10 @@
-"""Build the comparison report: measure every stem, then write report.html, .json and .csv.
+"""Build the comparison report: measure every project, then write report.html, .json and .csv.
 
-Memory stays bounded by one stem set: projects are processed one at a time; for each, its
-references (and original mix) are decoded once, then each model's stems one file at a time,
-measured and dropped. Only the measures are kept for the whole catalogue.
+Projects are measured one at a time (`project`), each reading its files in blocks: memory
+holds one block of each file of one project, whatever the songs' length. Only the measures
+are kept for the whole catalogue. The blind test's excerpts (`excerpts`) are cut from a
+few projects spread over the catalogue; listeners' ratings, when given, are folded in
+(`ratings`).
 
 Every file is written to a temporary name, flushed and renamed, so a reader never sees half
 a report. Links in the page and in report.json are relative to the report's folder.
@@ -14,19 +16,23 @@ import csv
 import io
 import json
 import os
+import random
+import secrets
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from orchestrator.errors import UsageError
 from orchestrator.files import write_bytes_atomic as write_atomic
-from orchestrator.report import metrics
+from orchestrator.report import ratings as ratings_module
+from orchestrator.report.excerpts import write_trials
 from orchestrator.report.html import render
-from orchestrator.report.spectrogram import spectrogram_png
+from orchestrator.report.listening import Trial, chosen_projects
+from orchestrator.report.project import Output, measure_project
+from orchestrator.report.ranking import rank_agreement, rank_by_agreement, rank_by_sdr
 from orchestrator.report.summary import (
     ENTRY_FIELDS,
     Entry,
@@ -34,24 +40,14 @@ from orchestrator.report.summary import (
     JobRow,
     ProjectInfo,
     Report,
-    rank,
     rounded,
     summarise_models,
     type_order,
 )
-from orchestrator.report.tree import (
-    ORIGINAL,
-    AudioDecodeError,
-    Catalogue,
-    Decoded,
-    Job,
-    discover,
-    load_audio,
-)
+from orchestrator.report.tree import ORIGINAL, Catalogue, discover
 
 REPORT_NAME = "report.html"
 SPECTROGRAM_DIR = "spectrograms"
-REFERENCE_KEY = "_references"  # spectrogram folder of a project's references and original
 
 
 @dataclass(frozen=True)
@@ -77,30 +73,69 @@ def output_path(first_tree: Path, output: Path | None) -> Path:
     return output
 
 
+def read_ratings(paths: Sequence[Path]) -> list[ratings_module.Rating]:
+    """Every rating of the exported files; UsageError naming the file and what is wrong."""
+    found = []
+    for path in paths:
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--ratings {path}: cannot read it ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"--ratings {path}: not JSON ({exc})") from None
+        try:
+            found += ratings_module.parse(document, name=Path(path).stem)
+        except ratings_module.RatingsError as exc:
+            raise UsageError(f"--ratings {path}: {exc}") from None
+    return found
+
+
 def build_report(
-    trees: Sequence[Path], *, references: Path | None = None, output: Path | None = None
+    trees: Sequence[Path],
+    *,
+    references: Path | None = None,
+    output: Path | None = None,
+    ratings: Sequence[Path] = (),
 ) -> ReportResult:
     """Measure every stem of the trees and write the report; return the paths written.
 
     `references` is a folder of true stems as `{project}/{type}.{ext}`; without it, the
     manifest's `references` folder that a run recorded in the tree's summary is used. Each
-    tree's `_references` folder is used too. UsageError when a tree or `references` is not
-    a folder.
+    tree's `_references` folder is used too. `ratings` are files exported by the page's
+    blind test, folded into a listening ranking. UsageError when a tree or `references` is
+    not a folder, when the trees hold no per-model tree, or when a ratings file is unusable
+    (checked before anything is measured or written).
     """
     started = time.perf_counter()
     trees = [Path(t) for t in trees]
     if not trees:
         raise UsageError("report: give at least one output tree")
     for folder in [*trees, *([references] if references is not None else [])]:
+        if folder.is_file() and folder.suffix.lower() == ".json":
+            raise UsageError(
+                f"report: {folder} is a file, not an output tree; give --ratings before each "
+                "ratings file"
+            )
         if not folder.is_dir():
             raise UsageError(f"report: {folder} is not a folder")
+    rated = read_ratings(ratings)
     html_path = output_path(trees[0], output)
     folder = html_path.parent
     catalogue = discover(trees, references=references, exclude=[folder])
+    if not catalogue.jobs:
+        raise UsageError(
+            f"report: no per-model tree in {', '.join(str(t) for t in trees)}: expected "
+            "OUT/{model}/{project}/{type}.{ext} (the folder `stemsweep run` writes to)"
+        )
     builder = _Builder(catalogue, folder)
     for project in catalogue.projects:
-        builder.measure_project(project)
+        # Resampled copies of this project's stems live until its excerpts are cut.
+        with tempfile.TemporaryDirectory(prefix="stemsweep-report-") as scratch:
+            builder.measure(project, Path(scratch))
     report = builder.report()
+    if ratings:
+        report.ratings = ratings_module.aggregate(rated, types=report.types, models=report.models)
+        report.ratings_files = [str(p) for p in ratings]
     report.build_seconds = time.perf_counter() - started
 
     json_path = html_path.with_suffix(".json")
@@ -131,6 +166,10 @@ class _Builder:
         self.entries: list[Entry] = []
         self.jobs: list[JobRow] = []
         self.projects: list[ProjectInfo] = []
+        self.trials: list[Trial] = []
+        self.listened = set(chosen_projects(catalogue.projects))
+        self.shuffle = random.SystemRandom()  # the listener must not guess the order
+        self.out = Output(folder=folder, link=self.link, write=write_atomic)
         self.failed = [
             FailedFile(self.link(p.file), p.reason, p.project, p.model, p.type)
             for p in catalogue.problems
@@ -140,123 +179,22 @@ class _Builder:
         """`path` relative to the report's folder, with forward slashes."""
         return Path(os.path.relpath(path.resolve(), self.folder.resolve())).as_posix()
 
-    def decode(self, path: Path, project: str, model: str | None, kind: str) -> Decoded | str:
-        """The decoded file, or the reason it does not decode (also listed as failed)."""
-        try:
-            return load_audio(path)
-        except AudioDecodeError as exc:
-            self.failed.append(FailedFile(self.link(path), str(exc), project, model, kind))
-            return str(exc)
-
-    def spectrogram(self, audio: Decoded, *parts: str) -> str:
-        path = self.folder.joinpath(SPECTROGRAM_DIR, *parts[:-1], f"{parts[-1]}.png")
-        write_atomic(path, spectrogram_png(audio.samples, audio.rate))
-        return self.link(path)
-
-    def measure_project(self, project: str) -> None:
-        """Decode the project's references once, then each model's stems one by one."""
-        info = ProjectInfo(project)
-        refs: dict[str, Decoded] = {}
-        for kind, path in sorted(self.catalogue.references.get(project, {}).items()):
-            if kind != ORIGINAL and kind not in self.types:
-                continue  # no model delivered this type: nothing to score against it
-            decoded = self.decode(path, project, None, kind)
-            if isinstance(decoded, Decoded):
-                refs[kind] = decoded
-                info.references[kind] = self.link(path)
-                info.spectrograms[kind] = self.spectrogram(decoded, project, REFERENCE_KEY, kind)
-        original = refs.get(ORIGINAL)
-        if original is not None:
-            info.original = info.references[ORIGINAL]
-        else:  # no reference mix: the first model folder that holds the original will do
-            for model in self.catalogue.models:
-                job = self.catalogue.jobs.get((project, model))
-                if job is not None and ORIGINAL in job.stems:
-                    found = self.decode(job.stems[ORIGINAL], project, model, ORIGINAL)
-                    if isinstance(found, Decoded):
-                        original = found
-                        info.original = self.link(job.stems[ORIGINAL])
-                        info.spectrograms[ORIGINAL] = self.spectrogram(
-                            original, project, REFERENCE_KEY, ORIGINAL
-                        )
-                        break
-        if original is not None:
-            info.original_duration = metrics.duration(original.samples, original.rate)
-        self.projects.append(info)
-        for model in self.catalogue.models:
-            job = self.catalogue.jobs.get((project, model))
-            if job is not None:
-                self.measure_job(job, refs, original, info.original_duration)
-
-    def measure_job(
-        self,
-        job: Job,
-        refs: dict[str, Decoded],
-        original: Decoded | None,
-        original_duration: float | None,
-    ) -> None:
-        """Measure one model's stems of one project; sum them to compare with the mix."""
-        total = np.zeros_like(original.samples) if original is not None else None
-        entries = [
-            self.measure_file(job, kind, refs.get(kind), original, original_duration, total)
-            for kind in type_order(k for k in job.stems if k != ORIGINAL)
-        ]
-        complete = all(e.error is None for e in entries)  # else the residual would mislead
-        residual = None
-        if original is not None and total is not None and entries and complete:
-            residual = metrics.residual_db(original.samples, total)
-        for entry in entries:
-            entry.residual_db = residual
-        self.entries.extend(entries)
-        self.jobs.append(
-            JobRow(
-                project=job.project,
-                model=job.model,
-                status=job.status,
-                raw_status=job.raw_status,
-                seconds=job.seconds,
-                types=[e.type for e in entries],
-                missing=[t for t in self.types if t not in job.stems],
-                residual_db=residual,
-                error=job.error,
-                directory=self.link(job.directory),
-            )
-        )
-
-    def measure_file(
-        self,
-        job: Job,
-        kind: str,
-        reference: Decoded | None,
-        original: Decoded | None,
-        original_duration: float | None,
-        total: metrics.Audio32 | None,
-    ) -> Entry:
-        """Decode and measure one stem, and add it into `total` (the sum of the job's stems).
-
-        The samples are dropped on return: only one stem is decoded at a time.
-        """
-        path = job.stems[kind]
-        entry = Entry(job.project, job.model, kind, self.link(path), path.suffix[1:].lower())
-        audio = self.decode(path, job.project, job.model, kind)
-        if isinstance(audio, str):
-            entry.error = audio
-            return entry
-        measure_stem(entry, audio, reference, original_duration)
-        entry.spectrogram = self.spectrogram(audio, job.project, job.model, kind)
-        if original is not None and total is not None:
-            total += metrics.fit(
-                audio.samples,
-                audio.rate,
-                target_rate=original.rate,
-                channels=original.samples.shape[1],
-                frames=len(original.samples),
-            )
-        return entry
+    def measure(self, project: str, scratch: Path) -> None:
+        """Measure one project, and cut its excerpts when it is one of the blind test's."""
+        measured = measure_project(project, self.catalogue, self.types, self.out, scratch)
+        if project in self.listened:
+            first = len(self.trials) + 1
+            self.trials += write_trials(measured, self.types, self.out, self.shuffle, first)
+        self.projects.append(measured.info)
+        self.entries += measured.entries
+        self.jobs += measured.jobs
+        self.failed += measured.failed
 
     def report(self) -> Report:
         models = self.catalogue.models
         summaries = summarise_models(models, self.types, self.entries, self.jobs)
+        with_references = rank_by_sdr(self.types, self.entries, summaries)
+        without = rank_by_agreement(self.types, self.entries, summaries)
         return Report(
             generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
             trees=[str(t) for t in self.catalogue.trees],
@@ -267,35 +205,18 @@ class _Builder:
             entries=self.entries,
             jobs=self.jobs,
             summaries=summaries,
-            rankings=rank(self.types, summaries, self.entries),
+            rankings=with_references,
+            rankings_without_references=without,
+            rank_agreement=rank_agreement(with_references, without),
             failed_files=self.failed,
+            listening=self.trials,
+            report_id=secrets.token_hex(8),
         )
 
 
-def measure_stem(
-    entry: Entry, audio: Decoded, reference: Decoded | None, original_duration: float | None
-) -> None:
-    """Fill `entry` with the reference-free measures, and the scores when a reference exists."""
-    samples, rate = audio.samples, audio.rate
-    entry.sample_rate = rate
-    entry.channels = samples.shape[1]
-    entry.duration = metrics.duration(samples, rate)
-    if original_duration is not None:
-        entry.duration_delta = entry.duration - original_duration
-    entry.lufs = metrics.integrated_lufs(samples, rate)
-    entry.peak_dbfs = metrics.sample_peak_dbfs(samples)
-    entry.clipped_share = metrics.clipped_share(samples)
-    entry.silence_share = metrics.silence_share(samples, rate)
-    if reference is not None:
-        aligned = metrics.align(reference.samples, reference.rate, samples, rate)
-        entry.sdr = metrics.sdr(aligned.reference, aligned.estimate)
-        entry.si_sdr = metrics.si_sdr(aligned.reference, aligned.estimate)
-        entry.length_diff = aligned.length_diff
-        entry.resampled = aligned.resampled
-
-
 def entries_csv(entries: Sequence[Entry]) -> str:
-    """One CSV row per entry, the columns of `Entry`; empty cells for unknown values."""
+    """One CSV row per entry, the columns of `Entry`; empty cells for unknown values, notes
+    joined with "; "."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ENTRY_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -309,4 +230,6 @@ def _csv_value(value: object) -> object:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
     return rounded(value)

@@ -1,47 +1,51 @@
-"""Signal measures of the comparison report: pure functions of sample arrays.
+"""Signal measures of the comparison report: pure accumulators fed block by block.
 
 Nothing here reads or writes files. Audio is a `(frames, channels)` float array with full
-scale at +-1; a 1-D array is read as mono.
+scale at +-1; a 1-D array is read as mono. Every measure is an accumulator that takes the
+track in consecutive blocks (`add`) and gives its value at the end, so no track is ever
+held whole; each also has a function of a whole array (`sdr(reference, estimate)`...)
+that feeds it in blocks, for tests and small arrays. Sums run in float64.
 
-With a reference (the true part):
-- `sdr`: the Music Demixing / Sound Demixing challenge SDR over the whole track,
-  10 log10(sum s^2 / sum (s - s_hat)^2) over all samples and channels.
-- `si_sdr`: scale-invariant SDR per channel, then averaged over channels.
-- `align`: brings an estimate to the reference's sample rate, channel layout and length.
+With a reference (the true part), on arrays already aligned (see `align`):
+- `Scores.sdr`: the Music Demixing / Sound Demixing challenge SDR over the whole track,
+  10 log10(sum s^2 / sum (s - s_hat)^2) over all samples and channels. The estimate is
+  brought to the reference's length first, zero-padded when short (museval's
+  `pad_or_truncate`): a stem that covers a tenth of the song scores as one.
+- `Scores.si_sdr`: scale-invariant SDR per channel, averaged over the channels where the
+  reference is not silent (a hard-panned part has one): a silent reference channel has no
+  scale to be invariant to, and scoring it would read -80 dB whatever the estimate.
 
-Without a reference (what most catalogues have):
-- `integrated_lufs` (ITU-R BS.1770 through pyloudnorm), `sample_peak_dbfs`, `clipped_share`,
-  `silence_share`, and `residual_db`: how far the sum of a model's stems is from the mix.
-
-Sums run over blocks of frames in float64, so a long float32 track needs no float64 copy and
-the sums keep their precision.
+Without a reference (what most catalogues have), `StemMeter`: integrated loudness
+(ITU-R BS.1770, `loudness`), sample peak, clipped share, share of near-silence, length;
+and `Residual`: how far the sum of a model's stems is from the mix.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
-from scipy.signal import resample_poly
+
+from orchestrator.report.loudness import MAX_CHANNELS, LoudnessMeter
 
 Samples = npt.NDArray[np.floating]
 Audio32 = npt.NDArray[np.float32]
+Mono = npt.NDArray[np.float64]
 
 # The challenge adds this to both sums, so that silence never divides by zero.
 SDR_DELTA: Final = 1e-7
 # SI-SDR as asteroid computes it: eps in the projection, the ratio and the log. A silent
 # estimate then scores 10 log10(SI_SDR_EPS) = -80 dB instead of 0/0.
 SI_SDR_EPS: Final = 1e-8
+# A reference channel this far below the loudest one is silent for SI-SDR (a hard pan).
+SILENT_CHANNEL_DB: Final = -60.0
 CLIP_LEVEL: Final = 0.999  # |sample| at or above this counts as clipped (-0.009 dBFS)
 SILENCE_DBFS: Final = -60.0  # a frame whose RMS is below this is near-silence
 SILENCE_FRAME_S: Final = 0.05
-BLOCK_FRAMES: Final = 1 << 16  # frames per block of the float64 sums
+BLOCK_FRAMES: Final = 1 << 15  # frames per block fed by the whole-array functions
 
 
 def as_frames(audio: npt.ArrayLike) -> Audio32:
@@ -54,73 +58,11 @@ def as_frames(audio: npt.ArrayLike) -> Audio32:
     return array
 
 
-def _blocks(*arrays: Samples) -> Iterator[tuple[npt.NDArray[np.float64], ...]]:
-    """Aligned float64 blocks of equally long arrays."""
-    frames = len(arrays[0])
-    for start in range(0, frames, BLOCK_FRAMES):
-        yield tuple(a[start : start + BLOCK_FRAMES].astype(np.float64) for a in arrays)
-
-
-# ---------------------------------------------------------------------------------------
-# Alignment: one sample rate, one channel layout, one length.
-
-
-def resample(audio: Samples, rate: int, target_rate: int) -> Audio32:
-    """`audio` at `target_rate`, by polyphase filtering (scipy's `resample_poly`)."""
-    audio = as_frames(audio)
-    if rate == target_rate:
-        return audio
-    g = math.gcd(rate, target_rate)
-    out = resample_poly(audio, target_rate // g, rate // g, axis=0)
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def match_channels(audio: Samples, channels: int) -> Audio32:
-    """`audio` with `channels` channels: mono is copied to each, anything else downmixed."""
-    audio = as_frames(audio)
-    have = audio.shape[1]
-    if have == channels:
-        return audio
-    # A matrix product downmixes far faster than mean(axis=1) on (frames, channels).
-    mono = audio if have == 1 else (audio @ np.full((have, 1), 1.0 / have, np.float32))
-    return np.ascontiguousarray(np.repeat(mono, channels, axis=1))
-
-
-def fit(audio: Samples, rate: int, *, target_rate: int, channels: int, frames: int) -> Audio32:
-    """`audio` resampled, re-channelled and cut or zero-padded to exactly `frames` frames."""
-    out = match_channels(resample(audio, rate, target_rate), channels)
-    if len(out) >= frames:
-        return out[:frames]
-    return np.concatenate([out, np.zeros((frames - len(out), channels), np.float32)])
-
-
-@dataclass(frozen=True)
-class Aligned:
-    """A reference and an estimate of equal shape, and what it took to get there."""
-
-    reference: Audio32
-    estimate: Audio32
-    length_diff: float  # estimate minus reference, seconds (at the reference's rate)
-    resampled: bool  # the estimate's sample rate differed from the reference's
-
-
-def align(
-    reference: Samples, reference_rate: int, estimate: Samples, estimate_rate: int
-) -> Aligned:
-    """Bring `estimate` to the reference's rate and channels; trim both to the shorter."""
-    ref = as_frames(reference)
-    est = match_channels(resample(estimate, estimate_rate, reference_rate), ref.shape[1])
-    frames = min(len(ref), len(est))
-    return Aligned(
-        reference=ref[:frames],
-        estimate=est[:frames],
-        length_diff=(len(est) - len(ref)) / reference_rate,
-        resampled=estimate_rate != reference_rate,
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Scores against a reference (arrays already aligned: same shape).
+def blocks(*arrays: Samples) -> Iterator[tuple[Audio32, ...]]:
+    """Aligned blocks of `BLOCK_FRAMES` frames of equally long arrays."""
+    frames = [as_frames(a) for a in arrays]
+    for start in range(0, len(frames[0]), BLOCK_FRAMES):
+        yield tuple(a[start : start + BLOCK_FRAMES] for a in frames)
 
 
 def _check_shapes(reference: Samples, estimate: Samples) -> None:
@@ -128,119 +70,234 @@ def _check_shapes(reference: Samples, estimate: Samples) -> None:
         raise ValueError(f"align first: reference {reference.shape}, estimate {estimate.shape}")
 
 
+# ---------------------------------------------------------------------------------------
+# Scores against a reference.
+
+
+class Scores:
+    """SDR and SI-SDR of an estimate against its reference, fed in aligned blocks."""
+
+    def __init__(self) -> None:
+        self.error = 0.0  # sum (s - s_hat)^2
+        self.ss: npt.NDArray[np.float64] | None = None  # per channel: sum s^2
+        self.se: npt.NDArray[np.float64] | None = None  # sum s s_hat
+        self.ee: npt.NDArray[np.float64] | None = None  # sum s_hat^2
+
+    def add(self, reference: Samples, estimate: Samples) -> None:
+        """Take the next blocks: equal shapes, the estimate already aligned."""
+        _check_shapes(reference, estimate)
+        s = reference.astype(np.float64)
+        e = estimate.astype(np.float64)
+        if self.ss is None or self.se is None or self.ee is None:
+            self.ss, self.se, self.ee = (np.zeros(s.shape[1]) for _ in range(3))
+        self.error += float(np.sum((s - e) ** 2))
+        # Column dot products: einsum reads each array once, without a temporary.
+        self.ss += np.einsum("ij,ij->j", s, s)
+        self.se += np.einsum("ij,ij->j", s, e)
+        self.ee += np.einsum("ij,ij->j", e, e)
+
+    def sdr(self) -> float:
+        """Challenge SDR in dB over all samples and channels; a silent estimate scores 0 dB."""
+        signal = float(np.sum(self.ss)) if self.ss is not None else 0.0
+        return 10.0 * math.log10((signal + SDR_DELTA) / (self.error + SDR_DELTA))
+
+    def si_sdr(self) -> float | None:
+        """SI-SDR in dB, averaged over the reference's non-silent channels; None if all are."""
+        if self.ss is None or self.se is None or self.ee is None:
+            return None
+        loudest = float(np.max(self.ss))
+        audible = self.ss > max(loudest * 10 ** (SILENT_CHANNEL_DB / 10), 0.0)
+        if not np.any(audible):
+            return None
+        ss, se, ee = self.ss[audible], self.se[audible], self.ee[audible]
+        scale = se / (ss + SI_SDR_EPS)  # the projection of the estimate onto the reference
+        target = scale**2 * ss
+        # sum (e - scale s)^2, expanded; rounding can take a near-perfect one below zero.
+        noise = np.maximum(ee - 2 * scale * se + scale**2 * ss, 0.0)
+        ratio = target / (noise + SI_SDR_EPS)
+        return float(np.mean(10.0 * np.log10(ratio + SI_SDR_EPS)))
+
+
 def sdr(reference: Samples, estimate: Samples) -> float:
-    """Challenge SDR in dB over all samples and channels; a silent estimate scores 0 dB."""
-    ref, est = as_frames(reference), as_frames(estimate)
-    _check_shapes(ref, est)
-    signal = error = 0.0
-    for s, e in _blocks(ref, est):
-        signal += float(np.sum(s * s))
-        error += float(np.sum((s - e) ** 2))
-    return 10.0 * math.log10((signal + SDR_DELTA) / (error + SDR_DELTA))
+    """Challenge SDR of two aligned whole arrays (see `Scores.sdr`)."""
+    scores = Scores()
+    _check_shapes(as_frames(reference), as_frames(estimate))
+    for s, e in blocks(reference, estimate):
+        scores.add(s, e)
+    return scores.sdr()
 
 
-def si_sdr(reference: Samples, estimate: Samples) -> float:
-    """Scale-invariant SDR in dB, per channel then averaged; a silent estimate is -80 dB."""
-    ref, est = as_frames(reference), as_frames(estimate)
-    _check_shapes(ref, est)
-    channels = ref.shape[1]
-    ss = np.zeros(channels)
-    se = np.zeros(channels)
-    for s, e in _blocks(ref, est):
-        # The diagonal of s.T @ e holds the per-channel dot products (BLAS, fast).
-        ss += np.diag(s.T @ s)
-        se += np.diag(s.T @ e)
-    scale = se / (ss + SI_SDR_EPS)  # the projection of the estimate onto the reference
-    target = scale**2 * ss
-    noise = np.zeros(channels)
-    for s, e in _blocks(ref, est):
-        residual = e - scale * s
-        noise += np.diag(residual.T @ residual)
-    ratio = target / (noise + SI_SDR_EPS)
-    return float(np.mean(10.0 * np.log10(ratio + SI_SDR_EPS)))
+def si_sdr(reference: Samples, estimate: Samples) -> float | None:
+    """SI-SDR of two aligned whole arrays (see `Scores.si_sdr`)."""
+    scores = Scores()
+    _check_shapes(as_frames(reference), as_frames(estimate))
+    for s, e in blocks(reference, estimate):
+        scores.add(s, e)
+    return scores.si_sdr()
 
 
 # ---------------------------------------------------------------------------------------
 # Reference-free measures.
 
 
-def energy(audio: Samples) -> float:
-    """Sum of squares over all samples and channels."""
-    return sum(float(np.sum(a * a)) for (a,) in _blocks(as_frames(audio)))
+class Residual:
+    """Energy of (mix - sum of a model's stems) against the mix's, fed in aligned blocks."""
+
+    def __init__(self) -> None:
+        self.error = 0.0
+        self.mix = 0.0
+
+    def add(self, mix: Samples, stems_sum: Samples) -> None:
+        """Take the next blocks of the mix and of the sum of the stems (equal shapes)."""
+        _check_shapes(mix, stems_sum)
+        m = mix.astype(np.float64)
+        self.error += float(np.sum((m - stems_sum) ** 2))
+        self.mix += float(np.sum(m * m))
+
+    def db(self) -> float:
+        """-40 dB: the stems add up to the mix; 0 dB: as much is missing as the mix holds."""
+        return 10.0 * math.log10((self.error + SDR_DELTA) / (self.mix + SDR_DELTA))
 
 
 def residual_db(original: Samples, stems_sum: Samples) -> float:
-    """Energy of (original - sum of stems) relative to the original's, in dB.
+    """`Residual.db` of two aligned whole arrays."""
+    residual = Residual()
+    _check_shapes(as_frames(original), as_frames(stems_sum))
+    for o, t in blocks(original, stems_sum):
+        residual.add(o, t)
+    return residual.db()
 
-    -40 dB: the stems add up to the mix; 0 dB: as much is missing as the mix holds. Arrays
-    must be aligned (see `fit`).
-    """
-    orig, total = as_frames(original), as_frames(stems_sum)
-    _check_shapes(orig, total)
-    error = sum(float(np.sum((o - t) ** 2)) for o, t in _blocks(orig, total))
-    return 10.0 * math.log10((error + SDR_DELTA) / (energy(orig) + SDR_DELTA))
+
+def energy(audio: Samples) -> float:
+    """Sum of squares over all samples and channels."""
+    return sum(float(np.sum(a.astype(np.float64) ** 2)) for (a,) in blocks(audio))
+
+
+class StemMeter:
+    """A stem's own measures, fed its `(frames, channels)` blocks in order."""
+
+    def __init__(self, rate: int, channels: int, *, loudness: bool = True) -> None:
+        self.rate = rate
+        self.channels = channels
+        self.frames = 0
+        self.peak = 0.0
+        self.clipped = 0
+        # Near-silence: frames of SILENCE_FRAME_S; a partial frame waits for the next block.
+        self._frame = max(1, round(SILENCE_FRAME_S * rate))
+        self._carry = np.zeros((0, channels), np.float64)
+        self._quiet = 0
+        self._counted = 0
+        self._threshold = 10.0 ** (SILENCE_DBFS / 10.0)  # RMS in dBFS, compared as power
+        # BS.1770 defines up to five channels; more are downmixed to stereo first.
+        self._loudness = (
+            LoudnessMeter(rate, channels if channels <= MAX_CHANNELS else 2) if loudness else None
+        )
+
+    def add(self, block: Samples) -> None:
+        """Take the next block."""
+        if not len(block):
+            return
+        self.frames += len(block)
+        # max and -min instead of max(abs): no temporary copy.
+        self.peak = max(self.peak, float(block.max()), -float(block.min()))
+        self.clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+        joined = np.concatenate([self._carry, block.astype(np.float64)])
+        whole = len(joined) // self._frame
+        if whole:
+            frames = joined[: whole * self._frame].reshape(whole, -1)
+            power = np.einsum("ij,ij->i", frames, frames) / frames.shape[1]
+            self._quiet += int(np.count_nonzero(power < self._threshold))
+            self._counted += whole
+        self._carry = joined[whole * self._frame :]
+        if self._loudness is not None:
+            if self.channels > MAX_CHANNELS:
+                block = block @ np.full((self.channels, 2), 1.0 / self.channels, np.float32)
+            self._loudness.add(block)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.rate
+
+    def lufs(self) -> float | None:
+        """Integrated loudness in LUFS; None when silent, shorter than 400 ms, or not measured."""
+        return self._loudness.lufs() if self._loudness is not None else None
+
+    def peak_dbfs(self) -> float | None:
+        """The largest |sample| in dBFS; None for digital silence."""
+        return 20.0 * math.log10(self.peak) if self.peak > 0 else None
+
+    def clipped_share(self) -> float:
+        """Share of samples at or beyond full scale (|x| >= CLIP_LEVEL), 0..1."""
+        samples = self.frames * self.channels
+        return self.clipped / samples if samples else 0.0
+
+    def silence_share(self) -> float:
+        """Share of SILENCE_FRAME_S frames whose RMS over all channels is below -60 dBFS.
+
+        Shorter than one frame: 1.0 for digital silence, else 0.0.
+        """
+        if self._counted == 0:
+            return 1.0 if self.peak == 0 else 0.0
+        return self._quiet / self._counted
+
+
+def measure(audio: Samples, rate: int, *, loudness: bool = True) -> StemMeter:
+    """A `StemMeter` fed a whole array."""
+    frames = as_frames(audio)
+    meter = StemMeter(rate, frames.shape[1], loudness=loudness)
+    for (block,) in blocks(frames):
+        meter.add(block)
+    return meter
 
 
 def integrated_lufs(audio: Samples, rate: int) -> float | None:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4, gated); None when silent or too short.
-
-    BS.1770 defines up to five channels; more are downmixed to stereo first.
-    """
-    frames = as_frames(audio)
-    if frames.shape[1] > 5:
-        frames = match_channels(frames, 2)
-    meter = pyloudnorm.Meter(rate)
-    if len(frames) < meter.block_size * rate:
-        return None  # shorter than one 400 ms gating block
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # float32 in: pyloudnorm copies and filters it at that precision, which moves the
-        # result by less than 1e-6 LU and takes a third less time than float64.
-        value = float(meter.integrated_loudness(frames))
-    return value if math.isfinite(value) else None
+    """Integrated loudness of a whole array (see `StemMeter.lufs`)."""
+    return measure(audio, rate).lufs()
 
 
 def sample_peak_dbfs(audio: Samples) -> float | None:
-    """The largest |sample| in dBFS; None for digital silence."""
-    frames = as_frames(audio)
-    # max and -min instead of max(abs): no temporary copy of a long track.
-    peak = max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
-    return 20.0 * math.log10(peak) if peak > 0 else None
+    """Sample peak of a whole array in dBFS; None for digital silence."""
+    return measure(audio, 1, loudness=False).peak_dbfs()
 
 
 def clipped_share(audio: Samples) -> float:
-    """Share of samples at or beyond full scale (|x| >= CLIP_LEVEL), 0..1."""
-    frames = as_frames(audio)
-    if not frames.size:
-        return 0.0
-    clipped = sum(
-        int(np.count_nonzero(np.abs(frames[start : start + BLOCK_FRAMES]) >= CLIP_LEVEL))
-        for start in range(0, len(frames), BLOCK_FRAMES)
-    )
-    return clipped / frames.size
+    """Clipped share of a whole array, 0..1."""
+    return measure(audio, 1, loudness=False).clipped_share()
 
 
-def silence_share(
-    audio: Samples,
-    rate: int,
-    *,
-    frame_seconds: float = SILENCE_FRAME_S,
-    threshold_dbfs: float = SILENCE_DBFS,
-) -> float:
-    """Share of `frame_seconds` frames whose RMS (over all channels) is below the threshold."""
-    frames = as_frames(audio)
-    size = max(1, round(frame_seconds * rate))
-    count = len(frames) // size
-    if count == 0:
-        return 1.0 if sample_peak_dbfs(frames) is None else 0.0
-    power = np.empty(count)
-    step = max(1, BLOCK_FRAMES // size)  # frames of audio per float64 block, whole windows
-    for first in range(0, count, step):
-        last = min(count, first + step)
-        block = frames[first * size : last * size].astype(np.float64)
-        power[first:last] = np.mean(block.reshape(last - first, -1) ** 2, axis=1)
-    threshold = 10.0 ** (threshold_dbfs / 10.0)  # RMS in dBFS, compared as power
-    return float(np.count_nonzero(power < threshold)) / count
+def silence_share(audio: Samples, rate: int) -> float:
+    """Share of near-silent 50 ms frames of a whole array (see `StemMeter.silence_share`)."""
+    return measure(audio, rate, loudness=False).silence_share()
+
+
+class WindowTap:
+    """Collects the mono downmix of frames [start - margin, start + length + margin) for each
+    start, from blocks fed in order; frames before 0 or after the end read as zeros."""
+
+    def __init__(self, starts: list[int], length: int, margin: int = 0) -> None:
+        self.starts = starts
+        self.length = length
+        self.margin = margin
+        self.windows = [np.zeros(length + 2 * margin) for _ in starts]
+        self._position = 0
+
+    def add(self, block: Samples) -> None:
+        """Take the next `(frames, channels)` block."""
+        first, last = self._position, self._position + len(block)
+        self._position = last
+        for start, window in zip(self.starts, self.windows, strict=True):
+            low, high = start - self.margin, start + self.length + self.margin
+            if high <= first or low >= last:
+                continue
+            a, b = max(low, first), min(high, last)
+            # Only the frames a window needs are downmixed, column by column (mean(axis=1)
+            # over a short last axis is slow).
+            part = block[a - first : b - first]
+            mono = part[:, 0].astype(np.float64)
+            for c in range(1, part.shape[1]):
+                mono += part[:, c]
+            window[a - low : b - low] = mono / part.shape[1]
 
 
 def duration(audio: Samples, rate: int) -> float:

@@ -3,7 +3,8 @@
 The image is a fixed size whatever the track's length: `width` columns, each the magnitude
 spectrum of one Hann window, on a log-frequency axis from 40 Hz up to 20 kHz (or Nyquist).
 Levels are absolute (dBFS, a full-scale sine at 0 dB), so a quieter stem looks darker and
-two models' stems can be compared by eye.
+two models' stems can be compared by eye. The windows are collected as the track's blocks
+stream past (`SpectrogramTap`): the track is never held whole.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.report.metrics import Samples, as_frames
+from orchestrator.report.metrics import Samples, WindowTap, as_frames
 
 WIDTH: Final = 320
 HEIGHT: Final = 72
@@ -52,19 +53,42 @@ def _palette(size: int = 256) -> npt.NDArray[np.uint8]:
 PALETTE: Final = _palette()
 
 
+def window_starts(frames: int, *, width: int = WIDTH) -> list[int]:
+    """Where the `width` windows of a track of `frames` frames start, evenly spread; a track
+    shorter than one window is read as zero-padded to it."""
+    last = max(frames, WINDOW) - WINDOW
+    return [int(s) for s in np.linspace(0, last, width).astype(np.intp)]
+
+
+class SpectrogramTap(WindowTap):
+    """The windows of a spectrogram of a track of `frames` frames, collected from its
+    blocks fed in order (see `WindowTap`); `png(rate)` draws it."""
+
+    def __init__(self, frames: int) -> None:
+        super().__init__(window_starts(frames), WINDOW)
+
+    def png(self, rate: int) -> bytes:
+        """The PNG of the spectrogram, WIDTH x HEIGHT pixels."""
+        return encode_png(colourise(levels_of(np.stack(self.windows), rate)))
+
+
 def levels(
     audio: Samples, rate: int, *, width: int = WIDTH, height: int = HEIGHT
 ) -> npt.NDArray[np.float64]:
-    """Spectrogram in dBFS, `(height, width)`, low frequencies in the bottom row."""
+    """Spectrogram of a whole array in dBFS, `(height, width)`, low frequencies at the bottom."""
     samples = as_frames(audio)
+    tap = WindowTap(window_starts(len(samples), width=width), WINDOW)
+    tap.add(samples)
+    return levels_of(np.stack(tap.windows), rate, height=height)
+
+
+def levels_of(
+    windows: npt.NDArray[np.float64], rate: int, *, height: int = HEIGHT
+) -> npt.NDArray[np.float64]:
+    """Spectrogram in dBFS, `(height, len(windows))`, of mono windows of WINDOW frames."""
+    width = len(windows)
     window = np.hanning(WINDOW)
-    if len(samples) < WINDOW:
-        samples = np.concatenate([samples, np.zeros((WINDOW - len(samples), samples.shape[1]))])
-    starts = np.linspace(0, len(samples) - WINDOW, width).astype(np.intp)
-    # Only the windows are read and downmixed, not the whole track.
-    windows = samples[starts[:, None] + np.arange(WINDOW)]
-    downmix = np.full(samples.shape[1], 1.0 / samples.shape[1], np.float32)
-    frames = (windows @ downmix).astype(np.float64) * window
+    frames = windows * window
     spectrum = np.abs(np.fft.rfft(frames, axis=1)) / (window.sum() / 2)  # full-scale sine = 1
     freqs = np.fft.rfftfreq(WINDOW, 1.0 / rate)
     high = min(HIGH_HZ, rate / 2)
@@ -115,5 +139,5 @@ def encode_png(pixels: npt.NDArray[np.uint8]) -> bytes:
 
 
 def spectrogram_png(audio: Samples, rate: int) -> bytes:
-    """The PNG of a stem's spectrogram, WIDTH x HEIGHT pixels."""
+    """The PNG of a whole array's spectrogram, WIDTH x HEIGHT pixels."""
     return encode_png(colourise(levels(audio, rate)))

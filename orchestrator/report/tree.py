@@ -13,8 +13,8 @@ simulator's true parts as `{out}/_references/{project}/{type}.{ext}`), `report`,
 directory the report is written to. Several trees (shards of one sweep) merge; when two hold
 the same (model, project), the finished one wins, then the later one, then the first tree.
 
-Discovery reads directory listings and `job.json` only; audio is decoded later, one file
-at a time, by `load_audio`.
+Discovery reads directory listings and `job.json` only; audio is decoded later, in blocks
+(see `stream`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-import soundfile as sf
-
 from orchestrator.catalog import model_names
-from orchestrator.report.metrics import Audio32, as_frames
 
 AUDIO_SUFFIXES: Final = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".opus", ".w64"}
@@ -47,18 +43,6 @@ DONE_STATUSES: Final = frozenset({"done", "completed", "finalized", "succeeded",
 FAILED_STATUSES: Final = frozenset(
     {"failed", "timed_out", "timed-out", "cancelled", "canceled", "error", "download_failed"}
 )
-
-
-class AudioDecodeError(Exception):
-    """A file that could not be decoded; the message says why."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """Decoded audio: float32 `(frames, channels)` samples and their sample rate."""
-
-    samples: Audio32
-    rate: int
 
 
 @dataclass(frozen=True)
@@ -365,16 +349,3 @@ def discover(
         reference_dirs=reference_dirs,
         problems=problems,
     )
-
-
-def load_audio(path: Path) -> Decoded:
-    """Decode `path` to float32 samples; AudioDecodeError with the reason otherwise."""
-    try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
-        raise AudioDecodeError(str(exc) or type(exc).__name__) from exc
-    if samples.shape[0] == 0:
-        raise AudioDecodeError("no audio frames")
-    if not np.all(np.isfinite(samples)):
-        raise AudioDecodeError("samples are not finite (NaN or infinity)")
-    return Decoded(samples=as_frames(samples), rate=int(rate))
