@@ -61,7 +61,7 @@ from orchestrator.lifecycle import (
     reported_again,
     separation_fault,
 )
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
 from orchestrator.scheduling import (
     ALL_GATES,
@@ -198,6 +198,11 @@ class Engine:
             self._room.set()
 
     async def _job_task(self, ticket: Ticket) -> None:
+        # Every event of this job, stamina's retries included, carries its project and model.
+        with log_context(project=ticket.job.project, model=ticket.job.model):
+            await self._run_job(ticket)
+
+    async def _run_job(self, ticket: Ticket) -> None:
         try:
             if ticket.decision.separates:
                 separated = await self._separate(ticket)

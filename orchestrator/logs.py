@@ -2,7 +2,9 @@
 
 Logs are data. Modules log stable event names with key/value pairs
 (`log.info("job.submitted", project=..., model=..., key=...)`); this module only builds the
-pipeline and hands out loggers. Everything goes to stderr: stdout is for results.
+pipeline and hands out loggers. Everything goes to stderr: stdout is for results. What a
+task binds with `log_context` (a job's project and model) is in every event it logs, the
+libraries' too.
 
 The pipeline, in order:
 
@@ -21,6 +23,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -203,6 +206,18 @@ def configure_logging(
     handler._stemsweep = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
+
+
+def log_context(**values: Any) -> AbstractContextManager[None]:
+    """Add `values` to every event logged in this task (and the tasks it starts) until the
+    block ends, libraries' events included: stamina's retry events carry the job's
+    project and model this way (`structlog.contextvars`, merged first in the pipeline)."""
+    return structlog.contextvars.bound_contextvars(**values)
+
+
+def current_context() -> dict[str, Any]:
+    """What `log_context` has bound in this task, to bind again in another one."""
+    return structlog.contextvars.get_contextvars()
 
 
 def get_logger(name: str | None = None, **initial: Any) -> FilteringBoundLogger:
