@@ -110,6 +110,7 @@ class Engine:
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
         self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        tally.durations = self.poller  # what the progress display forecasts from
         self.reads = SharedReads(client)
         self.delivery = Delivery(out, client, self.reads, manifest.download_types)
         self._room = anyio.Event()
