@@ -21,7 +21,8 @@ Error codes:
     MISSING_EXTRA      the command needs an extra that is not installed         exit 2
     USAGE_ERROR        anything else to change before running: arguments...     exit 2
     JOBS_NOT_DONE      the run ended with jobs not done (listed in data)        exit 1
-    STOPPED            the run was stopped early (`stopped_by` in data)         its own
+    STOPPED            the run stopped early (`stopped_by` in data), or ended   its own
+                       with an exit code other than 0, 1 and 130
     INTERRUPTED        Ctrl-C or SIGTERM; with data when a run was going        exit 130
     API_ERROR, DOWNLOAD_ERROR, ERROR   other failures                           exit 1
 """
@@ -99,6 +100,8 @@ def run_failure(summary: Mapping[str, Any]) -> tuple[str, str] | None:
         return INTERRUPTED, "interrupted: the state is consistent, the same command resumes"
     if summary.get("stopped_by"):
         return STOPPED, f"the run was stopped: {summary['stopped_by']}"
+    if summary["exit_code"] != 1:
+        return STOPPED, f"the run ended with exit code {summary['exit_code']}"
     counts: Mapping[str, int] = summary.get("counts", {})
     not_done = {status: n for status, n in counts.items() if status != "done" and n}
     total = summary.get("jobs", sum(counts.values()))

@@ -4,6 +4,7 @@
     run/retry, jobs not done (exit 1)   `stemsweep retry` with the same manifest and options
     run/retry, interrupted (exit 130)   the same command: it resumes where the run stopped
     run/retry, stopped (stopped_by)     fix what stopped it, then the same command
+    run/retry, any other exit code      the same command
     invalid manifest (exit 2)           correct the manifest, then the same command
     key missing or rejected (exit 2)    export a key the API accepts, then the same command
     state in use (exit 2)               wait for the other run, then the same command
@@ -56,6 +57,8 @@ def after_run(summary: Mapping[str, Any], *, same: str, retry: str) -> NextStep 
         return NextStep(same, why="resumes where this run stopped, separating nothing twice")
     if summary.get("stopped_by"):
         return NextStep(same, fix="fix what stopped the run (see above)", why="resumes")
+    if summary["exit_code"] != 1:
+        return NextStep(same, why="resumes")
     not_done = len(summary.get("failed", ()))
     jobs = f"the {not_done} job{'' if not_done == 1 else 's'}" if not_done else "the jobs"
     return NextStep(retry, why=f"gives {jobs} not done another go")

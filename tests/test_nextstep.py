@@ -52,10 +52,12 @@ FAILED = [{"project": "p", "model": "m", "status": "failed", "attempt": 1, "reas
             {"exit_code": 2, "stopped_by": "key rejected", "failed": []},
             NextStep(SAME, fix="fix what stopped the run (see above)", why="resumes"),
         ),
+        ({"exit_code": 3, "failed": FAILED}, NextStep(SAME, why="resumes")),
     ],
 )
 def test_after_a_run(summary: dict[str, Any], step: NextStep | None) -> None:
-    """Exit 1: retry with the same options; 130: the same command; stopped: fix, then it."""
+    """Exit 1: retry with the same options; 130: the same command; stopped: fix, then it;
+    any other ending: the same command."""
     assert after_run(summary, same=SAME, retry=RETRY) == step
 
 
