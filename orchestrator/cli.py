@@ -5,7 +5,8 @@
 
 Each command parses its arguments, calls one library function, and maps the error tree of
 `orchestrator.errors` to an exit code and a message a person can act on. No traceback is
-shown for a user's mistake.
+shown for a user's mistake. Each command's answer is one document (`views.py`), printed as
+text or, under `--json`, as one JSON envelope (`output.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import wraps
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator import __version__
+from orchestrator.envelope import INTERRUPTED, MISSING_EXTRA, error_code
 from orchestrator.errors import StemsweepError
 from orchestrator.extras import missing_extra
+from orchestrator.output import JSON, Group, answer, answer_run, fail
 
 if TYPE_CHECKING:
     from orchestrator.jobs import Shard
@@ -41,31 +44,34 @@ GC_YOUNG_THRESHOLD = 20_000  # CPython's default is 700; see main()
 
 
 def _friendly(func: F) -> F:
-    """Turn stemsweep errors into `error: message` on stderr and the error's exit code."""
+    """Turn stemsweep errors into `error: message` on stderr (and the envelope on stdout
+    under --json), a `next:` line, and the error's exit code."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        if as_json:
+            from orchestrator.logs import configure_logging
+
+            configure_logging(None)  # structlog's default would print events on stdout
         try:
             return func(*args, **kwargs)
         except StemsweepError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(error_code(exc), str(exc), exc.exit_code, as_json=as_json)
         except ModuleNotFoundError as exc:
             # An optional part (simulator, report) whose extra is not installed.
             context = click.get_current_context(silent=True)
             message = missing_extra(exc.name, context.info_name if context else None)
             if message is None:
                 raise
-            click.echo(f"error: {message}", err=True)
-            sys.exit(EXIT_USAGE)
+            fail(MISSING_EXTRA, message, EXIT_USAGE, as_json=as_json)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            fail(INTERRUPTED, "interrupted", EXIT_INTERRUPTED, as_json=as_json, label="")
 
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stemsweep")
 def cli() -> None:
     """Batch stem re-separation sweeps on the Youka API.
@@ -77,18 +83,21 @@ def cli() -> None:
 
 
 @cli.command()
-def models() -> None:
+@JSON
+@_friendly
+def models(as_json: bool) -> None:
     """List the twelve split models and their documented purpose.
 
     \b
     Example:
       stemsweep models
+      stemsweep models --json | jq -r '.data.models[].name'
     """
     from orchestrator.catalog import models as catalogue
+    from orchestrator.views import models_data, render_models
 
-    width = max(len(m.name) for m in catalogue())
-    for m in catalogue():
-        click.echo(f"{m.name:<{width}}  {m.purpose}")
+    data = models_data((m.name, m.purpose) for m in catalogue())
+    answer(data, render_models, as_json=as_json)
 
 
 @cli.command()
@@ -120,6 +129,7 @@ def models() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Keep the simulated world in this folder across restarts (default: a new world).",
 )
+@JSON
 @_friendly
 def simulate(
     host: str,
@@ -129,18 +139,36 @@ def simulate(
     seed: int,
     time_scale: float,
     state: Path | None,
+    as_json: bool,
 ) -> None:
     """Serve a local Youka-compatible API with synthesized songs.
+
+    With --json, one JSON document on stdout says where it listens and which key it takes,
+    as soon as it does (a script can read that line, then use the simulator).
 
     \b
     Example:
       stemsweep simulate --profile chaos --seed 7 --time-scale 20
       stemsweep simulate --state sim-world --port 8080 --storage-port 8081
+      stemsweep simulate --port 0 --json    # {"ok": true, "data": {"base_url": ...}}
     """
     from orchestrator.errors import UsageError
     from orchestrator.simulator.folder import StateFolderError
     from orchestrator.simulator.profile import ProfileError
     from orchestrator.simulator.server import serve_forever
+
+    def announce(sim: Simulator) -> None:
+        data = {
+            "base_url": sim.base_url,
+            "storage_url": sim.storage_url,
+            "api_key": sim.api_key,
+            "profile": sim.profile.name,
+            "seed": sim.seed,
+            "time_scale": sim.time_scale,
+            "projects": list(sim.project_ids),
+            "state": None if sim.state is None else str(sim.state),
+        }
+        answer(data, str, as_json=True)
 
     try:
         serve_forever(
@@ -151,6 +179,7 @@ def simulate(
             seed=seed,
             time_scale=time_scale,
             state=state,
+            announce=announce if as_json else None,
         )
     except (ProfileError, StateFolderError) as exc:
         raise UsageError(str(exc)) from None
@@ -218,6 +247,7 @@ def _sweep_options(func: F) -> F:
                 is_flag=True,
                 help="No live progress display, even on a terminal.",
             ),
+            JSON,
         )
     ):
         func = option(func)
@@ -233,6 +263,7 @@ def _sweep(
     shard_text: str | None,
     log_format: str | None,
     no_progress: bool,
+    as_json: bool,
 ) -> None:
     import logging
 
@@ -283,7 +314,7 @@ def _sweep(
     else:
         configure()
         outcome = anyio.run(go)
-    click.echo(render_summary(outcome.summary))
+    answer_run(outcome.summary, render_summary, as_json=as_json)
     sys.exit(outcome.exit_code)
 
 
@@ -327,6 +358,7 @@ def run(
     shard: str | None,
     log_format: str | None,
     no_progress: bool,
+    as_json: bool,
 ) -> None:
     """Run every job of MANIFEST: submit, poll, download, record.
 
@@ -336,7 +368,9 @@ def run(
     YOUKA_API_KEY only.
 
     Exit status: 0 every job done, 1 some failed (listed in the summary), 2 unusable
-    manifest, arguments, key or state, 130 interrupted.
+    manifest, arguments, key or state, 130 interrupted. After anything but 0, a `next:`
+    line says what to run next. With --json, stdout holds only the envelope, whose data is
+    the summary (as in summary.json).
 
     \b
     Example:
@@ -344,7 +378,7 @@ def run(
       stemsweep run jobs/nightly.yaml --out /data/stems --no-progress
       stemsweep run jobs/nightly.yaml --shard 0/4    # on 4 machines, 0/4 to 3/4
     """
-    _sweep("run", manifest, out, api_url, state, shard, log_format, no_progress)
+    _sweep("run", manifest, out, api_url, state, shard, log_format, no_progress, as_json)
 
 
 @cli.command()
@@ -358,6 +392,7 @@ def retry(
     shard: str | None,
     log_format: str | None,
     no_progress: bool,
+    as_json: bool,
 ) -> None:
     """Like `run`, and also give failed, cancelled and timed-out separations another go.
 
@@ -369,7 +404,7 @@ def retry(
     Example:
       stemsweep retry jobs/nightly.yaml
     """
-    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress)
+    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress, as_json)
 
 
 def _open_state(
@@ -393,17 +428,15 @@ def _open_state(
     return manifest, out, state_path, StateStore.open_view(state_path, others), others
 
 
-def _state_lines(label: str, state_path: Path, others: Sequence[Path]) -> list[str]:
-    lines = [f"{label}{state_path}{'' if state_path.exists() else ' (none yet)'}"]
-    if others:
-        names = ", ".join(p.name for p in others)
-        lines.append(f"{' ' * len(label)}with the records of {names} (other splits)")
-    return lines
+def _state_head(state_path: Path, others: list[Path], shard: Shard | None) -> dict[str, Any]:
+    from orchestrator.views import state_data
 
-
-def _jobs_line(total: int, shard: Shard | None, counts: Iterable[tuple[str, int]]) -> str:
-    where = f" in shard {shard}" if shard is not None else ""
-    return f"{total}{where}: " + ", ".join(f"{name} {n}" for name, n in counts)
+    return state_data(
+        str(state_path),
+        exists=state_path.exists(),
+        others=[str(p) for p in others],
+        shard=None if shard is None else str(shard),
+    )
 
 
 @cli.command()
@@ -415,6 +448,7 @@ def _jobs_line(total: int, shard: Shard | None, counts: Iterable[tuple[str, int]
 @click.option(
     "--retry", "as_retry", is_flag=True, help="Show what `retry` would do instead of `run`."
 )
+@JSON
 @_friendly
 def plan(
     manifest: Path,
@@ -423,27 +457,37 @@ def plan(
     shard: str | None,
     show_all: bool,
     as_retry: bool,
+    as_json: bool,
 ) -> None:
     """Show what a run would do, without any network: jobs, keys, state, output paths.
 
     Reads the manifest and the state only. A done job whose files are all present counts
-    as done here (`run` also hashes those whose modification time changed).
+    as done here (`run` also hashes those whose modification time changed). The first
+    rows are listed (--all: every one; with --json too, where `more` counts the others).
 
     \b
     Example:
       stemsweep plan jobs/compare-all-models.yaml --all
       stemsweep plan jobs/compare-all-models.yaml --shard 2/4 --all
+      stemsweep plan jobs/compare-all-models.yaml --json | jq .data.actions
     """
-    from collections import Counter
     from datetime import UTC, datetime
 
     from orchestrator.jobs import iter_jobs, select_shard
     from orchestrator.lifecycle import Mode
     from orchestrator.spec import resolve_key_scope
-    from orchestrator.views import PlanRow, format_table, plan_rows
+    from orchestrator.views import plan_data, plan_rows, render_plan
 
     chosen = _parse_shard(shard)
     loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
+    mode = Mode.RETRY if as_retry else Mode.RUN
+    head = {
+        "manifest": str(loaded.path),
+        "name": loaded.name,
+        "output": str(out_dir),
+        "mode": str(mode),
+        **_state_head(state_path, others, chosen),
+    }
     with store:
 
         def present(project: str, model: str) -> bool:
@@ -458,30 +502,10 @@ def plan(
             lookup=store.get,
             files_present=present,
             scope=scope,
-            mode=Mode.RETRY if as_retry else Mode.RUN,
+            mode=mode,
         )
-        shown: list[PlanRow] = []
-        actions: Counter[str] = Counter()
-        total = 0
-        for row in rows:
-            total += 1
-            actions[row.action] += 1
-            if show_all or len(shown) < PLAN_ROWS:
-                shown.append(row)
-    click.echo(f"manifest: {loaded.path} ({loaded.name})")
-    click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
-    for line in _state_lines("state:    ", state_path, others):
-        click.echo(line)
-    click.echo(f"jobs:     {_jobs_line(total, chosen, actions.most_common())}")
-    headers = ("project", "model", "state", "next", "attempt", "key", "folder")
-    click.echo(
-        format_table(
-            headers,
-            ((r.project, r.model, r.recorded, r.action, r.attempt, r.key, r.folder) for r in shown),
-        )
-    )
-    if len(shown) < total:
-        click.echo(f"... {total - len(shown)} more jobs (--all lists every one)")
+        data = plan_data(rows, head=head, limit=None if show_all else PLAN_ROWS)
+    answer(data, render_plan, as_json=as_json)
 
 
 @cli.command()
@@ -489,43 +513,31 @@ def plan(
 @_OUT
 @_STATE
 @_SHARD
+@JSON
 @_friendly
-def status(manifest: Path, out: Path | None, state: Path | None, shard: str | None) -> None:
+def status(
+    manifest: Path, out: Path | None, state: Path | None, shard: str | None, as_json: bool
+) -> None:
     """Show the recorded state of MANIFEST's jobs: per status and model, and what failed.
 
-    Reads the state only (a run may be going on at the same time).
+    Reads the state only (a run may be going on at the same time). With --json, every job
+    not done is listed (the text lists the first ones).
 
     \b
     Example:
       stemsweep status jobs/nightly.yaml
       stemsweep status jobs/nightly.yaml --shard 1/4
+      stemsweep status jobs/nightly.yaml --json | jq .data.counts
     """
     from orchestrator.jobs import iter_jobs, select_shard
-    from orchestrator.views import MAX_LISTED, format_table, status_tally
+    from orchestrator.views import render_status, status_data, status_tally
 
     chosen = _parse_shard(shard)
     loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
     with store:
         tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
-    counts = tally.by_status()
-    for line in _state_lines("state: ", state_path, others):
-        click.echo(line)
-    click.echo(f"jobs:  {_jobs_line(tally.total, chosen, counts.items())}")
-    per_model = tally.by_model()
-    statuses = list(counts)
-    click.echo(
-        format_table(
-            ("model", *statuses),
-            ((m, *(per.get(s, 0) for s in statuses)) for m, per in per_model.items()),
-        )
-    )
-    if tally.failures:
-        click.echo(f"not done ({len(tally.failures)}):")
-        for f in tally.failures[:MAX_LISTED]:
-            reason = f": {f.reason}" if f.reason else ""
-            click.echo(f"  {f.project} {f.model} [{f.status}, attempt {f.attempt}]{reason}")
-        if len(tally.failures) > MAX_LISTED:
-            click.echo(f"  ... and {len(tally.failures) - MAX_LISTED} more")
+    data = status_data(tally, head=_state_head(state_path, others, chosen))
+    answer(data, render_status, as_json=as_json)
 
 
 @cli.command()
@@ -562,12 +574,14 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
     "ear (mean and 95% interval per model) next to the measured scores. Repeat it for "
     "each listener's file.",
 )
+@JSON
 @_friendly
 def report(
     trees: tuple[Path, ...],
     references: Path | None,
     output: Path | None,
     ratings: tuple[Path, ...],
+    as_json: bool,
 ) -> None:
     """Compare the models of one or more per-model trees in one static page.
 
@@ -577,7 +591,8 @@ def report(
     server; its players link into the trees. It ranks the models per stem type against
     the true stems where there are any, and without them in every case, and holds a blind
     listening test whose exported ratings --ratings folds back. Prints the path of
-    report.html. Exit 2 when OUT holds no per-model tree or a ratings file is unusable.
+    report.html (with --json: the paths written and what was measured). Exit 2 when OUT
+    holds no per-model tree or a ratings file is unusable.
 
     \b
     Examples:
@@ -585,10 +600,11 @@ def report(
       stemsweep report out/shard-0 out/shard-1 --references refs --output site/compare.html
       stemsweep report out/demo --ratings alice.json --ratings bob.json
     """
+    from orchestrator.envelope import jsonable
     from orchestrator.report import build_report
 
     result = build_report(list(trees), references=references, output=output, ratings=ratings)
-    click.echo(str(result.html))
+    answer(jsonable(result), lambda data: str(data["html"]), as_json=as_json)
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ from orchestrator.lifecycle import (
     reported_again,
     separation_fault,
 )
-from orchestrator.logs import get_logger
+from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
 from orchestrator.scheduling import (
     ALL_GATES,
@@ -110,6 +110,7 @@ class Engine:
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
         self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        tally.durations = self.poller  # what the progress display forecasts from
         self.reads = SharedReads(client)
         self.delivery = Delivery(out, client, self.reads, manifest.download_types)
         self._room = anyio.Event()
@@ -198,6 +199,11 @@ class Engine:
             self._room.set()
 
     async def _job_task(self, ticket: Ticket) -> None:
+        # Every event of this job, stamina's retries included, carries its project and model.
+        with log_context(project=ticket.job.project, model=ticket.job.model):
+            await self._run_job(ticket)
+
+    async def _run_job(self, ticket: Ticket) -> None:
         try:
             if ticket.decision.separates:
                 separated = await self._separate(ticket)

@@ -38,6 +38,7 @@ from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Decision
+from orchestrator.logs import current_context, log_context
 from orchestrator.spec import Limits, PollSpec
 from orchestrator.wire import Project, Task
 
@@ -219,6 +220,7 @@ class _Watch:
     deadline: float
     fresh: bool  # submitted in this run: its elapsed time is the separation's duration
     rng: Any
+    context: dict[str, Any]  # the waiting job's log context, bound around each poll
     polls: int = 0
     last_pending: float = 0.0  # elapsed seconds at the last non-terminal answer
     done: anyio.Event = field(default_factory=anyio.Event)
@@ -265,6 +267,7 @@ class Poller:
             deadline=now + self._spec.timeout,
             fresh=fresh,
             rng=task_rng(self._seed, task_id),
+            context=current_context(),
         )
         delay = 0.0
         if fresh:
@@ -324,7 +327,8 @@ class Poller:
     async def _poll(self, watch: _Watch) -> None:
         task: Task | None = None
         try:
-            task = await self._client.task(watch.task_id)
+            with log_context(**watch.context):  # the job's project and model, for retries
+                task = await self._client.task(watch.task_id)
         except RetryableApiError:
             pass  # the client already retried; the task still exists: try again later
         except StemsweepError as exc:  # e.g. 404, or the key was revoked: tell the job

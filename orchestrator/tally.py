@@ -3,9 +3,10 @@
 `Tally` keeps counts of jobs per status and model while a run goes (memory does not grow
 with the number of jobs that succeed: only failures are listed one by one; the types done
 jobs could not deliver are counted per model, the details being in each `job.json`); the
-progress display reads it. `summary_data` turns it into the document written to
-`{out}/summary.json`; `views.render_summary` prints it. None of these ever sees the API key
-or a URL.
+progress display reads it, with the separation durations the run has learned so far
+(`durations`, the poll loop's) for its forecast. `summary_data` turns it into the document
+written to `{out}/summary.json`; `views.render_summary` prints it. None of these ever sees
+the API key or a URL.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.errors import StemsweepError
 from orchestrator.lifecycle import Status
@@ -39,6 +40,26 @@ DISPLAY_ORDER = (
     Status.TIMED_OUT.value,
     Status.SKIPPED.value,
 )
+
+# The phases and statuses of a job that is still going in a run; any other is where the job
+# ended up for this run (done, or a failure of any kind).
+GOING = frozenset(
+    {
+        QUEUED,
+        WAITING,
+        Status.SUBMITTING.value,
+        Status.SUBMITTED.value,
+        Status.SUCCEEDED.value,
+        DOWNLOADING,
+    }
+)
+
+
+class Durations(Protocol):
+    """What a run has learned of its separations' durations (`scheduling.Poller`)."""
+
+    def expected(self, model: str) -> float | None: ...
+    def spread(self, model: str) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,8 @@ class Tally:
         self._counts: Counter[tuple[str, str]] = Counter()
         self.failures: list[Failure] = []
         self.notes: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
+        self.durations: Durations | None = None  # set by the run, read by the display
+        self._settled = 0  # jobs counted straight into an end: done or failed before this run
 
     def move(self, model: str, old: str | None, new: str) -> None:
         """One job of `model` went from `old` (None: not yet counted) to `new`."""
@@ -77,6 +100,8 @@ class Tally:
             self._counts[(model, old)] -= 1
             if self._counts[(model, old)] <= 0:
                 del self._counts[(model, old)]
+        elif new not in GOING:
+            self._settled += 1
         self._counts[(model, new)] += 1
 
     def fail(self, failure: Failure) -> None:
@@ -95,6 +120,17 @@ class Tally:
     @property
     def seen(self) -> int:
         return sum(self._snapshot().values())
+
+    @property
+    def ended(self) -> int:
+        """Jobs at an end (done, or not done for good in this run), earlier runs' included."""
+        return sum(n for (_, status), n in self._snapshot().items() if status not in GOING)
+
+    @property
+    def ended_here(self) -> int:
+        """Jobs this run took to an end: `ended` less those found there at the start (a done
+        job skipped, a failed one reported again)."""
+        return self.ended - self._settled
 
     def by_status(self) -> dict[str, int]:
         """Jobs per status, in display order; jobs not yet read count as `queued`."""

@@ -1,15 +1,22 @@
 """What the commands print: the run's summary, and `plan` and `status` from the state (pure).
 
-`render_summary` is the text `run` and `retry` print on stdout, from the summary document
-(`tally.summary_data`). `plan_rows` is what a run would do with each job, and
-`status_tally` the jobs per status and model, both from the state alone, without any
-network. `format_table` lays rows out in plain columns a script can `cut`.
+Each command's answer is one document (a dict of JSON values), made once: `--json` prints
+it in the envelope (`envelope.py`), and the text is rendered from it by a `render_*`
+function. For `run` and `retry` it is the summary document (`tally.summary_data`, the
+content of summary.json), printed by `render_summary`; `models_data`, `plan_data` and
+`status_data` make the others.
+
+`plan_rows` is what a run would do with each job, and `status_tally` the jobs per status
+and model, both from the state alone, without any network. `format_table` lays rows out in
+plain columns a script can `cut`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any, Protocol
 
 from orchestrator.jobs import JobId, idempotency_key
@@ -18,6 +25,8 @@ from orchestrator.tally import Failure, Tally
 
 # How many failures the text summary lists before pointing at summary.json.
 MAX_LISTED = 20
+# A type missing from this many models or fewer names them.
+NAMED_MODELS = 3
 
 
 def render_summary(data: Mapping[str, Any]) -> str:
@@ -46,18 +55,40 @@ def render_summary(data: Mapping[str, Any]) -> str:
         )
         if len(failed) > MAX_LISTED:
             lines.append(f"  ... and {len(failed) - MAX_LISTED} more in summary.json")
-    notes: Sequence[Mapping[str, Any]] = data["notes"]
-    if notes:
-        lines.append("done, with types not delivered (details in each job.json):")
-        lines.extend(
-            f"  {n['model']}: {n['kind']} {', '.join(n['types'])} "
-            f"({n['jobs']} job{'s' if n['jobs'] > 1 else ''})"
-            for n in notes
-        )
+    lines.extend(_note_lines(data["notes"], per_model))
     if data.get("output"):
         where = f"files in {data['output']}"
         lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
     return "\n".join(lines)
+
+
+def _note_lines(
+    notes: Sequence[Mapping[str, Any]], per_model: Mapping[str, Mapping[str, int]]
+) -> list[str]:
+    """The types done jobs did not deliver, one line per type and kind for all models:
+    `backing_vocals missing from 11 of 12 models (33 jobs)` rather than a line per model."""
+    if not notes:
+        return []
+    models: dict[tuple[str, str], set[str]] = {}
+    jobs: Counter[tuple[str, str]] = Counter()
+    for note in notes:
+        for stem_type in note["types"]:
+            models.setdefault((stem_type, note["kind"]), set()).add(note["model"])
+            jobs[(stem_type, note["kind"])] += note["jobs"]
+    done_models = sum(1 for counts in per_model.values() if counts.get("done"))
+    lines = ["done, with types not delivered (details in each job.json):"]
+    for (stem_type, kind), names in sorted(models.items()):
+        of = max(done_models, len(names))
+        n = jobs[(stem_type, kind)]
+        line = f"  {stem_type} {kind} from {len(names)} of {of} model{_s(of)} ({n} job{_s(n)})"
+        if len(names) <= NAMED_MODELS:
+            line += ": " + ", ".join(sorted(names))
+        lines.append(line)
+    return lines
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -144,3 +175,127 @@ def status_tally(
             reason = row.error or ""
             tally.fail(Failure(job.project, job.model, str(status), row.attempt, reason))
     return tally
+
+
+# --- the documents of models, plan and status, and their text ----------------------------
+
+
+def models_data(models: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """`models`: the catalogue's (name, purpose) pairs, in catalogue order."""
+    return {"models": [{"name": name, "purpose": purpose} for name, purpose in models]}
+
+
+def render_models(data: Mapping[str, Any]) -> str:
+    """One line per model: its name, then its purpose."""
+    models: Sequence[Mapping[str, str]] = data["models"]
+    width = max((len(m["name"]) for m in models), default=0)
+    return "\n".join(f"{m['name']:<{width}}  {m['purpose']}" for m in models)
+
+
+def state_data(
+    state: str, *, exists: bool, others: Sequence[str], shard: str | None
+) -> dict[str, Any]:
+    """Where `plan` and `status` read the state: the store, whether it exists yet, the
+    stores of the tree's other splits read with it, and the shard."""
+    return {"state": state, "state_exists": exists, "other_states": list(others), "shard": shard}
+
+
+def plan_data(
+    rows: Iterable[PlanRow], *, head: Mapping[str, Any], limit: int | None
+) -> dict[str, Any]:
+    """`plan`: `head` (the manifest, output, mode and `state_data`), the jobs per next
+    action, and the first `limit` rows (None: every row); `more` counts those left out."""
+    shown: list[dict[str, Any]] = []
+    actions: Counter[str] = Counter()
+    total = 0
+    for row in rows:
+        total += 1
+        actions[row.action] += 1
+        if limit is None or len(shown) < limit:
+            shown.append(asdict(row))
+    return {
+        **head,
+        "jobs": total,
+        "actions": dict(actions.most_common()),
+        "rows": shown,
+        "more": total - len(shown),
+    }
+
+
+PLAN_COLUMNS = (
+    ("project", "project"),
+    ("model", "model"),
+    ("state", "recorded"),
+    ("next", "action"),
+    ("attempt", "attempt"),
+    ("key", "key"),
+    ("folder", "folder"),
+)
+
+
+def render_plan(data: Mapping[str, Any]) -> str:
+    """The plan as text: the manifest, output, state and jobs, then a table of rows."""
+    lines = [
+        f"manifest: {data['manifest']} ({data['name']})",
+        f"output:   {data['output']}/MODEL/PROJECT/TYPE.EXT",
+        *_state_lines("state:    ", data),
+        f"jobs:     {_jobs_line(data['jobs'], data['shard'], data['actions'])}",
+        format_table(
+            [header for header, _ in PLAN_COLUMNS],
+            ([row[key] for _, key in PLAN_COLUMNS] for row in data["rows"]),
+        ),
+    ]
+    if data["more"]:
+        lines.append(f"... {data['more']} more jobs (--all lists every one)")
+    return "\n".join(lines)
+
+
+def status_data(tally: Tally, *, head: Mapping[str, Any]) -> dict[str, Any]:
+    """`status`: `head` (`state_data`), then jobs per status, per model, and every job not
+    done with its reason (the keys of the summary document)."""
+    return {
+        **head,
+        "jobs": tally.total,
+        "counts": tally.by_status(),
+        "per_model": tally.by_model(),
+        "failed": [asdict(f) for f in tally.failures],
+    }
+
+
+def render_status(data: Mapping[str, Any]) -> str:
+    """The status as text: the state, jobs per status, a table per model, what is not done."""
+    counts: Mapping[str, int] = data["counts"]
+    statuses = list(counts)
+    lines = [
+        *_state_lines("state: ", data),
+        f"jobs:  {_jobs_line(data['jobs'], data['shard'], counts)}",
+        format_table(
+            ("model", *statuses),
+            ((m, *(per.get(s, 0) for s in statuses)) for m, per in data["per_model"].items()),
+        ),
+    ]
+    failed: Sequence[Mapping[str, Any]] = data["failed"]
+    if failed:
+        lines.append(f"not done ({len(failed)}):")
+        for f in failed[:MAX_LISTED]:
+            reason = f": {f['reason']}" if f["reason"] else ""
+            lines.append(
+                f"  {f['project']} {f['model']} [{f['status']}, attempt {f['attempt']}]{reason}"
+            )
+        if len(failed) > MAX_LISTED:
+            lines.append(f"  ... and {len(failed) - MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+def _state_lines(label: str, data: Mapping[str, Any]) -> list[str]:
+    state = data["state"]
+    lines = [f"{label}{state}{'' if data['state_exists'] else ' (none yet)'}"]
+    if data["other_states"]:
+        names = ", ".join(PurePath(p).name for p in data["other_states"])
+        lines.append(f"{' ' * len(label)}with the records of {names} (other splits)")
+    return lines
+
+
+def _jobs_line(total: int, shard: str | None, counts: Mapping[str, int]) -> str:
+    where = f" in shard {shard}" if shard is not None else ""
+    return f"{total}{where}: " + ", ".join(f"{name} {n}" for name, n in counts.items())

@@ -18,8 +18,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 
 # From the bottom up; a module may import modules of its own layer or of a layer below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("pure leaves", {"__init__", "errors", "durations", "extras", "spec", "wire"}),
-    ("pure", {"connection", "lifecycle", "jobs", "backoff", "tally", "views"}),
+    ("pure leaves", {"__init__", "errors", "durations", "extras", "spec", "wire", "abbrev"}),
+    (
+        "pure",
+        {
+            "connection",
+            "lifecycle",
+            "jobs",
+            "backoff",
+            "tally",
+            "views",
+            "envelope",
+            "nextstep",
+            "forecast",
+        },
+    ),
     (
         "seams, files, state, manifest",
         {
@@ -38,7 +51,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("http", {"download", "storage", "pacing", "transport", "api"}),
     ("a run", {"looplag", "scheduling", "delivery", "engine", "runner"}),
     ("the report", {"report"}),
-    ("the command line", {"progress", "cli", "__main__"}),
+    ("the command line", {"progress", "output", "cli", "__main__"}),
 ]
 
 # Pure modules (decisions, parsing, maths): no I/O, so they may import only pure modules of

@@ -4,6 +4,7 @@ missing one stops with exit 2 and one line naming the extra to install."""
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -123,7 +124,8 @@ def one_stem_tree(root: Path) -> Path:
 def test_a_command_whose_extra_is_missing_names_it_in_one_line(
     tmp_path: Path, blocked: str, command: str, extra: str
 ) -> None:
-    """Exit 2, no traceback, and one line on stderr saying which extra to install."""
+    """Exit 2, no traceback, one line on stderr saying which extra to install, then the
+    next step: the same command once it is installed."""
     manifest = tmp_path / "sim.yaml"
     manifest.write_text(SIMULATED)
     args = {
@@ -133,6 +135,9 @@ def test_a_command_whose_extra_is_missing_names_it_in_one_line(
     }[command]
     done = stemsweep_without([blocked], *args, cwd=tmp_path)
     assert done.returncode == EXIT_USAGE, done.stderr
-    assert done.stderr.splitlines() == [f"error: {missing_extra(blocked, command)}"]
+    assert done.stderr.splitlines() == [
+        f"error: {missing_extra(blocked, command)}",
+        f"next: install the extra the error names, then {shlex.join(['stemsweep', *args])}",
+    ]
     assert f"pip install 'stemsweep[{extra}]'" in done.stderr
     assert not (tmp_path / "out" / "sim" / "mdx23c").exists()  # nothing was run

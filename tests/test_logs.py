@@ -1,15 +1,18 @@
-"""Logging: the pipeline renders events as data on stderr, with secrets and signatures removed."""
+"""Logging: the pipeline renders events as data on stderr, with secrets and signatures removed,
+and a job's events, the libraries' included, carry its project and model."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from conftest import FAST_CLIENT, StartSimulator, WriteManifest
 from yarl import URL
 
 from orchestrator.logs import (
@@ -21,6 +24,9 @@ from orchestrator.logs import (
     redact_url,
     shared_processors,
 )
+from orchestrator.manifest import load_manifest
+from orchestrator.runner import run_manifest
+from orchestrator.state import StateStore
 
 KEY = "yk_live_5ecret5ecret"
 SIGNED = "https://storage.example/files/stm_1.wav?expires=99&signature=abad1dea"
@@ -168,3 +174,38 @@ def test_configuring_twice_keeps_one_handler(capsys: pytest.CaptureFixture[str])
     configure_logging("json")
     logging.getLogger("x").warning("once")
     assert len(json_lines(capsys.readouterr().err)) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_stamina_retry_events_carry_the_jobs_project_and_model(
+    start_simulator: StartSimulator, write_manifest: WriteManifest
+) -> None:
+    """Every retry stamina logs, of a project read, a submission or a poll, names the job
+    whose request it was: the project and model of the task in its message."""
+    sim = await start_simulator(seed=5, faults={"error_on_get": 0.15, "error_before_write": 0.15})
+    projects, models = sim.project_ids[:3], ["mdx23c", "demucs"]
+    manifest = write_manifest(projects=projects, models=models)
+    capture = captured([])
+    outcome = await run_manifest(
+        load_manifest(manifest),
+        api_url=sim.base_url,
+        environ={"YOUKA_API_KEY": sim.api_key},
+        client_options=FAST_CLIENT,
+    )
+    assert outcome.exit_code == 0, outcome.summary["failed"]
+    retries = [e for e in capture.entries if e["event"] == "stamina.retry_scheduled"]
+    with StateStore.open_reader(outcome.state_path) as store:
+        job_of_task = {row.task_id: (row.project, row.model) for row in store.iter_jobs()}
+    polls = 0
+    for event in retries:
+        assert (event.get("project"), event.get("model")) in {
+            (p, m) for p in projects for m in models
+        }, event
+        task_id = re.search(r"/tasks/(tsk_\w+)", event["caused_by"])
+        if task_id:
+            polls += 1
+            assert job_of_task[task_id[1]] == (event["project"], event["model"]), event
+        else:
+            assert event["project"] in event["caused_by"], event  # a project read or a POST
+    assert polls and len(retries) > polls  # polls and other calls were retried

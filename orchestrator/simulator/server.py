@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -219,22 +220,29 @@ def serve_forever(
     seed: int = 0,
     time_scale: float = 1.0,
     state: Path | None = None,
+    announce: Callable[[Simulator], None] | None = None,
 ) -> None:
-    """Serve until Ctrl-C (or SIGTERM), after printing the project ids and the URLs to use.
+    """Serve until Ctrl-C (or SIGTERM), after printing the project ids and the URLs to use
+    (or, with `announce`, after calling it with the simulator once it listens).
 
     With `state`, the world is saved there on the way out and resumed from there.
     """
     sim = Simulator(profile, seed, time_scale, host, port, storage_port, state)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(sim))
+        asyncio.run(_serve(sim, announce))
 
 
-async def _serve(sim: Simulator) -> None:
+async def _serve(sim: Simulator, announce: Callable[[Simulator], None] | None) -> None:
     async with sim:
-        for line in _banner(sim):
-            print(line, flush=True)
-        # SIGTERM ends the simulator as Ctrl-C does: its world is saved on the way out.
+        # SIGTERM ends the simulator as Ctrl-C does: its world is saved on the way out. The
+        # receiver is there before the simulator says where it is, so that whoever read
+        # that may stop it at once.
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            if announce is not None:
+                announce(sim)
+            else:
+                for line in _banner(sim):
+                    print(line, flush=True)
             async for _ in signals:
                 return
 
