@@ -29,6 +29,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "files",
             "paths",
             "state",
+            "ledger",
+            "songfiles",
             "manifest_yaml",
             "manifest_fields",
             "manifest",
@@ -36,7 +38,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("the simulator", {"simulator"}),
     ("http", {"download", "storage", "pacing", "transport", "api"}),
-    ("a run", {"looplag", "scheduling", "delivery", "engine", "runner"}),
+    ("a run", {"looplag", "scheduling", "delivery", "budget", "songs", "engine", "runner"}),
     ("the report", {"report"}),
     ("the command line", {"progress", "cli", "__main__"}),
 ]
