@@ -5,14 +5,15 @@ write the summary.
 
     connection  the API's URL and the key (`connection`), or the in-process API a
                 manifest's `api.simulator` asks for, started through the `local_api` seam
-    state       the store is opened (and locked) first; partial files of interrupted runs
-                are removed from the run's own folders; what other splits of the tree
-                recorded is adopted
+    state       the store is opened (and locked) first; the manifest's song files are
+                digested (`songs`); partial files of interrupted runs are removed from the
+                run's own folders; what other splits of the tree recorded is adopted
     key check   `GET /me`: a missing, empty or rejected key stops the run before any
                 submission
     engine      `engine.Engine` runs every job under the limits (see there)
     summary     `{out}/summary.json` (a shard's own name) is written however the run ends:
-                done, failed jobs, interrupted, or stopped by a key rejected mid-run
+                done, failed jobs, interrupted, or stopped by a key rejected mid-run; with
+                the credits quoted and submitted (`budget`), and with songs, `songs.json`
 
 The runner imports nothing of the simulator: a simulator run gets its API through
 `local_api`, an opener of anything with a `base_url`, a key it accepts and the URLs of
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import anyio
 
 from orchestrator.api import YoukaClient
+from orchestrator.catalog import model_names
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
 from orchestrator.delivery import ReferenceSource, save_references
@@ -40,10 +42,12 @@ from orchestrator.engine import Engine
 from orchestrator.errors import CredentialsError, UsageError
 from orchestrator.files import remove_partials, write_json_atomic
 from orchestrator.jobs import Shard, count_jobs, iter_jobs, select_shard
+from orchestrator.ledger import Ledger
 from orchestrator.lifecycle import Mode
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
-from orchestrator.paths import own_folders, summary_name
+from orchestrator.paths import own_folders, songs_name, summary_name
+from orchestrator.songs import in_shard, prepare_songs
 from orchestrator.spec import Manifest, SimulatorSpec
 from orchestrator.state import (
     StateStore,
@@ -122,11 +126,15 @@ async def run_manifest(
     state_path = state_path if state_path is not None else default_state_path(out, shard)
     base_url, api_key = resolve_connection(manifest, environ, api_url)
     tally = tally if tally is not None else Tally()
-    tally.total = tally.total or count_jobs(manifest, shard)
     started, started_at = time.monotonic(), utc_now()
     with StateStore.open_writer(state_path) as store:
+        songs = await prepare_songs(manifest, Ledger(store), model_names())
+        mine = in_shard(songs, shard)
+        tally.total = tally.total or count_jobs(manifest, shard) + sum(len(s.models) for s in mine)
         if out.exists():
-            removed = remove_partials(out, only=own_folders(shard))
+            own = {s.digest for s in mine}
+            folders = {s.folder: s.digest in own for s in songs}
+            removed = remove_partials(out, only=own_folders(shard, folders))
             if removed:
                 log.info("run.partials_removed", count=removed)
         for other in other_splits(out, shard):
@@ -157,7 +165,9 @@ async def run_manifest(
                 state=str(state_path),
                 api=client.base_url,
             )
-            engine = Engine(manifest, mode, out, store, client, clock, tally, seed, shard=shard)
+            engine = Engine(
+                manifest, mode, out, store, client, clock, tally, seed, shard=shard, songs=mine
+            )
             lag_path = environ.get(ENV_LOOP_LAG)
             if lag_path:
                 engine.sampler = LagSampler(clock, load=lambda: engine.admission.in_flight.used)
@@ -188,7 +198,14 @@ async def run_manifest(
                     "api_requests": client.requests,
                     "downloads": client.downloads,
                     "polls": engine.poller.polls,
+                    "credits": engine.budget.summary(),
                 }
+                if songs:
+                    engine.songs.write_list(out / songs_name(shard))
+                    run_info["songs"] = {
+                        **engine.songs.summary(),
+                        "list": str(out / songs_name(shard)),
+                    }
                 data = summary_data(
                     tally, run=run_info, interrupted=interrupted, stopped_by=stopped_by
                 )

@@ -54,10 +54,38 @@ def render_summary(data: Mapping[str, Any]) -> str:
             f"({n['jobs']} job{'s' if n['jobs'] > 1 else ''})"
             for n in notes
         )
+    lines.extend(_credit_lines(data.get("credits")))
+    lines.extend(_song_lines(data.get("songs")))
     if data.get("output"):
         where = f"files in {data['output']}"
         lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
     return "\n".join(lines)
+
+
+def _credit_lines(credits: Mapping[str, Any] | None) -> list[str]:
+    """The credits a run priced and submitted, its ceiling, and why submissions stopped."""
+    if not credits or (credits.get("quoted") is None and not credits.get("stopped_by")):
+        return []
+    line = f"credits: quoted {credits['quoted']}, submitted {credits['submitted']}"
+    if credits.get("ceiling") is not None:
+        line += (
+            f" (max_credits {credits['ceiling']}: {credits['reserved']} reserved, "
+            f"{credits['left']} left)"
+        )
+    lines = [line]
+    if credits.get("stopped_by"):
+        lines.append(f"  submissions stopped: {credits['stopped_by']}")
+    return lines
+
+
+def _song_lines(songs: Mapping[str, Any] | None) -> list[str]:
+    """How many songs, and which files are one song (the same bytes)."""
+    if not songs:
+        return []
+    lines = [f"songs: {songs['songs']} from {songs['files']} files, listed in {songs['list']}"]
+    for paths in songs.get("same_bytes", [])[:MAX_LISTED]:
+        lines.append(f"  one song (the same bytes): {', '.join(paths)}")
+    return lines
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
