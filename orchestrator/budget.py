@@ -15,6 +15,8 @@ few credits (402, or 403 `INSUFFICIENT_CREDITS`), the run sends no further submi
 what is in flight finishes, the rest ends `not_started` with its reason, `budget: ...`
 (`lifecycle.Outcome`). A refused submission's credits are released: nothing started.
 
+`price_jobs` prices the jobs a run would submit, for `stemsweep plan --quote`.
+
 `summary` is the `credits` part of `summary.json`: `quoted` (what the jobs this run priced
 cost), `submitted` (what it reserved for the submissions it sent), and with a ceiling
 `ceiling`, `reserved` (in the whole tree) and `left`; null where nothing was priced.
@@ -22,7 +24,8 @@ cost), `submitted` (what it reserved for the submissions it sent), and with a ce
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -53,7 +56,7 @@ def original_seconds(project: Project) -> float | None:
 class Budget:
     """The ceiling of one run, its quotes and what it reserved (see the module docstring)."""
 
-    def __init__(self, client: YoukaClient, ledger: Ledger, ceiling: int | None) -> None:
+    def __init__(self, client: YoukaClient, ledger: Ledger | None, ceiling: int | None) -> None:
         self._client = client
         self._ledger = ledger
         self.ceiling = ceiling
@@ -102,6 +105,7 @@ class Budget:
             if commit is not None:
                 commit(None)
             return
+        assert self._ledger is not None, "a ceiling needs the ledger"
         if commit is None and self._ledger.holds(key):
             return
         credits = await self._price(model, await seconds())
@@ -127,6 +131,7 @@ class Budget:
         if self.ceiling is None:
             return
         credits = await self._price(model, seconds, count=False)
+        assert self._ledger is not None
         if self._ledger.reserved() + credits > self.ceiling:
             self.stop(self._reached())
             raise OverBudget(
@@ -137,7 +142,7 @@ class Budget:
     def refused(self, key: str, reason: str) -> None:
         """The API refused the submission with `key` for too few credits: its credits are
         released, and no further submission is sent."""
-        released = self._ledger.release(key)
+        released = self._ledger.release(key) if self._ledger is not None else 0
         if self.submitted is not None:
             self.submitted -= released
         self.stop(reason)
@@ -164,7 +169,8 @@ class Budget:
 
     def summary(self) -> dict[str, Any]:
         """The `credits` part of the summary (module docstring)."""
-        reserved = self._ledger.reserved() if self.ceiling is not None else None
+        ledger, ceiling = self._ledger, self.ceiling
+        reserved = ledger.reserved() if ceiling is not None and ledger is not None else None
         return {
             "quoted": self.quoted,
             "submitted": self.submitted,
@@ -176,7 +182,8 @@ class Budget:
         }
 
     def _reached(self) -> str:
-        return f"limits.max_credits {self.ceiling} reached ({self._ledger.reserved()} reserved)"
+        reserved = self._ledger.reserved() if self._ledger is not None else 0
+        return f"limits.max_credits {self.ceiling} reached ({reserved} reserved)"
 
     async def _price(self, model: str, seconds: float | None, *, count: bool = True) -> int:
         if seconds is None:
@@ -195,3 +202,48 @@ class Budget:
         if count and self.quoted is not None:
             self.quoted += credits
         return credits
+
+
+@dataclass
+class PriceList:
+    """What `plan --quote` prints: credits and jobs per model, the total, the balance the
+    quotes reported, and the jobs that could not be priced (with why)."""
+
+    credits: dict[str, int] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)
+    unpriced: list[str] = field(default_factory=list)
+    balance: int | None = None
+    quotes: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.credits.values())
+
+
+async def price_jobs(
+    client: YoukaClient, wanted: Iterable[tuple[str, str, float | None]]
+) -> PriceList:
+    """Price every (model, project, seconds) of `wanted`: a song's own duration when given,
+    else its project's `original` stem (one read per project); one quote per model and
+    duration."""
+    prices = PriceList()
+    budget = Budget(client, None, None)
+    durations: dict[str, float | None] = {}
+    for model, project, seconds in wanted:
+        if seconds is None:
+            if project not in durations:
+                try:
+                    durations[project] = original_seconds(await client.project(project))
+                except ApiError as exc:
+                    durations[project] = None
+                    prices.unpriced.append(f"{project}: {exc}")
+            seconds = durations[project]
+        try:
+            credits = await budget._price(model, seconds)
+        except OverBudget as exc:
+            prices.unpriced.append(f"{project} {model}: {exc}")
+            continue
+        prices.credits[model] = prices.credits.get(model, 0) + credits
+        prices.jobs[model] = prices.jobs.get(model, 0) + 1
+    prices.balance, prices.quotes = budget.balance, budget.quotes
+    return prices

@@ -415,6 +415,18 @@ def _jobs_line(total: int, shard: Shard | None, counts: Iterable[tuple[str, int]
 @click.option(
     "--retry", "as_retry", is_flag=True, help="Show what `retry` would do instead of `run`."
 )
+@click.option(
+    "--quote",
+    "with_quote",
+    is_flag=True,
+    help="Also ask the API (POST /projects/quote) what the jobs still to submit cost: credits "
+    "per model, the total and the account's available balance. Needs YOUKA_API_KEY.",
+)
+@click.option(
+    "--api-url",
+    metavar="URL",
+    help="API base URL for --quote; overrides YOUKA_API_URL and the manifest's api.base_url.",
+)
 @_friendly
 def plan(
     manifest: Path,
@@ -423,22 +435,30 @@ def plan(
     shard: str | None,
     show_all: bool,
     as_retry: bool,
+    with_quote: bool,
+    api_url: str | None,
 ) -> None:
-    """Show what a run would do, without any network: jobs, keys, state, output paths.
+    """Show what a run would do: jobs, keys, state, output paths; with --quote, its price.
 
-    Reads the manifest and the state only. A done job whose files are all present counts
-    as done here (`run` also hashes those whose modification time changed).
+    Without --quote, reads the manifest, its song files and the state only, with no
+    network. A done job whose files are all present counts as done here (`run` also hashes
+    those whose modification time changed). With --quote, each job still to submit is
+    priced with its song's duration (a project's `original` stem, or the song file's).
 
     \b
     Example:
       stemsweep plan jobs/compare-all-models.yaml --all
       stemsweep plan jobs/compare-all-models.yaml --shard 2/4 --all
+      stemsweep plan jobs/songs-demo.yaml --quote
     """
     from collections import Counter
     from datetime import UTC, datetime
+    from itertools import chain
 
     from orchestrator.jobs import iter_jobs, select_shard
+    from orchestrator.ledger import Ledger
     from orchestrator.lifecycle import Mode
+    from orchestrator.songs import plan_rows_of_songs, songs_for_reading
     from orchestrator.spec import resolve_key_scope
     from orchestrator.views import PlanRow, format_table, plan_rows
 
@@ -453,21 +473,30 @@ def plan(
             )
 
         scope = resolve_key_scope(loaded.key_scope, datetime.now(UTC))
+        mode = Mode.RETRY if as_retry else Mode.RUN
+        ledger = Ledger(store)
+        songs = songs_for_reading(loaded, ledger, chosen)
+        song_rows = plan_rows_of_songs(
+            songs, ledger, lookup=store.get, files_present=present, scope=scope, mode=mode
+        )
         rows = plan_rows(
             select_shard(iter_jobs(loaded), chosen),
             lookup=store.get,
             files_present=present,
             scope=scope,
-            mode=Mode.RETRY if as_retry else Mode.RUN,
+            mode=mode,
         )
         shown: list[PlanRow] = []
         actions: Counter[str] = Counter()
+        priced: list[tuple[str, str, float | None]] = []
         total = 0
-        for row in rows:
+        for row, seconds in chain(song_rows, ((row, None) for row in rows)):
             total += 1
             actions[row.action] += 1
             if show_all or len(shown) < PLAN_ROWS:
                 shown.append(row)
+            if with_quote and row.action in _PRICED:
+                priced.append((row.model, row.project, seconds))
     click.echo(f"manifest: {loaded.path} ({loaded.name})")
     click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
     for line in _state_lines("state:    ", state_path, others):
@@ -482,6 +511,47 @@ def plan(
     )
     if len(shown) < total:
         click.echo(f"... {total - len(shown)} more jobs (--all lists every one)")
+    if with_quote:
+        _print_quote(loaded, priced, out_dir, chosen, api_url)
+
+
+_PRICED = frozenset({"submit", "resubmit_same_key", "create"})  # what may still be charged
+
+
+def _print_quote(
+    manifest: Any,
+    priced: list[tuple[str, str, float | None]],
+    out: Path,
+    shard: Any,
+    api_url: str | None,
+) -> None:
+    """`plan --quote`: ask the API the price of every job still to submit, and print it."""
+    import anyio
+
+    from orchestrator.runner import quote_jobs
+    from orchestrator.views import format_table
+
+    local = None if manifest.api.simulator is None else _simulator_for(manifest.path)
+
+    async def ask() -> Any:
+        return await quote_jobs(
+            manifest, priced, output=out, shard=shard, api_url=api_url, local_api=local
+        )
+
+    prices = anyio.run(ask)
+    click.echo(f"credits:  {len(priced)} jobs to submit, {prices.quotes} quotes asked")
+    rows = [(m, prices.jobs[m], prices.credits[m]) for m in prices.credits]
+    rows.append(("total", sum(prices.jobs.values()), prices.total))
+    click.echo(format_table(("model", "jobs", "credits"), rows))
+    balance = "unknown" if prices.balance is None else f"{prices.balance} credits"
+    click.echo(f"available balance: {balance}")
+    ceiling = manifest.limits.max_credits
+    if ceiling is not None:
+        click.echo(f"limits.max_credits: {ceiling}")
+    if prices.unpriced:
+        click.echo(f"not priced ({len(prices.unpriced)}):")
+        for reason in prices.unpriced[:PLAN_ROWS]:
+            click.echo(f"  {reason}")
 
 
 @cli.command()
@@ -500,13 +570,20 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
       stemsweep status jobs/nightly.yaml
       stemsweep status jobs/nightly.yaml --shard 1/4
     """
+    from itertools import chain
+
     from orchestrator.jobs import iter_jobs, select_shard
+    from orchestrator.ledger import Ledger
+    from orchestrator.songs import song_job_ids, songs_for_reading
     from orchestrator.views import MAX_LISTED, format_table, status_tally
 
     chosen = _parse_shard(shard)
     loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
     with store:
-        tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
+        ledger = Ledger(store)
+        songs = song_job_ids(songs_for_reading(loaded, ledger, chosen), ledger)
+        jobs = chain(songs, select_shard(iter_jobs(loaded), chosen))
+        tally = status_tally(jobs, lookup=store.get)
     counts = tally.by_status()
     for line in _state_lines("state: ", state_path, others):
         click.echo(line)

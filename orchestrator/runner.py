@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import anyio
 
 from orchestrator.api import YoukaClient
+from orchestrator.budget import PriceList, price_jobs
 from orchestrator.catalog import model_names
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
@@ -262,3 +263,33 @@ async def _open_client(
         )
     )
     return client, local
+
+
+async def quote_jobs(
+    manifest: Manifest,
+    wanted: Iterable[tuple[str, str, float | None]],
+    *,
+    output: Path,
+    shard: Shard | None = None,
+    api_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    local_api: OpenLocalApi | None = None,
+) -> PriceList:
+    """`stemsweep plan --quote`: the price of each (model, project, seconds) of `wanted` (a
+    song's duration given, a project's read from its `original` stem), asked of the API the
+    manifest names (or its in-process simulator, whose world is the tree's)."""
+    environ = os.environ if environ is None else environ
+    base_url, api_key = resolve_connection(manifest, environ, api_url)
+    async with AsyncExitStack() as stack:
+        client, _ = await _open_client(
+            stack,
+            manifest,
+            base_url,
+            api_key,
+            REAL_CLOCK,
+            {},
+            local_api,
+            local_api_folder(output, shard),
+        )
+        await client.me()
+        return await price_jobs(client, wanted)

@@ -25,7 +25,7 @@ digest, title, folder and project, so a later manifest can name the projects dir
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +66,7 @@ from orchestrator.paths import song_folder, song_slug
 from orchestrator.scheduling import Ticket
 from orchestrator.songfiles import file_digest
 from orchestrator.spec import Manifest, SongFile
+from orchestrator.views import PlanRow, plan_rows
 
 log = get_logger()
 
@@ -432,3 +433,64 @@ async def prepare_songs(manifest: Manifest, ledger: Ledger, catalogue: Sequence[
 def in_shard(songs: Sequence[Song], shard: Shard | None) -> list[Song]:
     """The songs of `shard` (every one without a shard)."""
     return list(songs) if shard is None else [s for s in songs if shard.has_song(s.digest)]
+
+
+def plan_rows_of_songs(
+    songs: Sequence[Song],
+    ledger: Ledger,
+    *,
+    lookup: Any,
+    files_present: Any,
+    scope: str,
+    mode: Mode,
+) -> Iterator[tuple[PlanRow, float | None]]:
+    """What a run would do with each song's jobs, from the state alone, as `plan` shows it;
+    each row with the song's duration when it is not a project yet (for `plan --quote`)."""
+    for song in songs:
+        record = ledger.song(song.digest)
+        step, attempt = decide_song(
+            record.status if record else None, record.attempt if record else 1, mode=mode
+        )
+        if step is SongStep.READY:
+            assert record is not None and record.project is not None
+            jobs = [JobId(record.project, model) for model in song.models]
+            for row in plan_rows(
+                jobs, lookup=lookup, files_present=files_present, scope=scope, mode=mode
+            ):
+                yield replace(row, folder=f"{row.model}/{song.folder}"), None
+            continue
+        state = "new" if record is None else str(record.status)
+        first = song.models[0]
+        for model in song.models:
+            if step is SongStep.REPORT_FAILED:
+                action, key = str(Action.REPORT_FAILED), "-"
+            elif model == first:
+                action, key = str(Action.CREATE), song_key(scope, song.digest, "create", attempt)
+            else:
+                action, key = str(Action.SUBMIT), "-"  # its project's key, once it has one
+            row = PlanRow(
+                project=f"({song.folder})",
+                model=model,
+                recorded=state,
+                action=action,
+                attempt=attempt if model == first else 1,
+                key=key,
+                folder=f"{model}/{song.folder}",
+            )
+            yield row, song.file.duration
+
+
+def song_job_ids(songs: Sequence[Song], ledger: Ledger) -> Iterator[JobId]:
+    """Every job of the songs, for `status`: those of a song that is a project under its
+    project's id, the others under the song's ref (no state row: pending)."""
+    for song in songs:
+        record = ledger.song(song.digest)
+        project = record.project if record and record.project else song.ref
+        yield from (JobId(project, model) for model in song.models)
+
+
+def songs_for_reading(manifest: Manifest, ledger: Ledger, shard: Shard | None) -> list[Song]:
+    """The songs of `shard` as `plan` and `status` see them (the files hashed, not recorded)."""
+    from orchestrator.catalog import model_names
+
+    return in_shard(anyio.run(prepare_songs, manifest, ledger, model_names()), shard)
