@@ -153,9 +153,7 @@ def test_bad_song_inputs_exit_2_with_zero_requests(
     else:
         (tmp_path / "empty").mkdir()
         songs = "empty/"
-    path = manifest(
-        tmp_path, {"songs": songs, "models": ["demucs"]}, output=str(tmp_path / "out")
-    )
+    path = manifest(tmp_path, {"songs": songs, "models": ["demucs"]}, output=str(tmp_path / "out"))
     before = sim.stats()["requests_total"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOUKA_")}
     env.update(YOUKA_API_KEY=sim.api_key, YOUKA_API_URL=sim.base_url)
