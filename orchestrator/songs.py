@@ -142,6 +142,16 @@ async def digest_songs(manifest: Manifest, ledger: Ledger) -> dict[Path, str]:
     """The BLAKE3 digest of every song file of the manifest. A file whose path, size and
     modification time the store knows is not read again; the others are hashed in a worker
     thread. `UsageError` naming a file that cannot be read any more."""
+    digests, unknown = _known_digests(manifest, ledger)
+    hashed = await anyio.to_thread.run_sync(_hash_all, list(unknown)) if unknown else {}
+    ledger.remember_digests((*unknown[path], digest) for path, digest in hashed.items())
+    return {**digests, **hashed}
+
+
+def _known_digests(
+    manifest: Manifest, ledger: Ledger
+) -> tuple[dict[Path, str], dict[Path, tuple[str, int, int]]]:
+    """The digests the store knows, by file; the other files' (path, size, mtime_ns)."""
     digests: dict[Path, str] = {}
     unknown: dict[Path, tuple[str, int, int]] = {}
     for sweep in manifest.sweeps:
@@ -158,20 +168,17 @@ async def digest_songs(manifest: Manifest, ledger: Ledger) -> dict[Path, str]:
                 unknown[song.path] = (where, status.st_size, status.st_mtime_ns)
             else:
                 digests[song.path] = digest
+    return digests, unknown
 
-    def hash_all() -> dict[Path, str]:
-        hashed = {}
-        for path in unknown:
-            try:
-                hashed[path] = file_digest(path)
-            except OSError as exc:
-                raise _unreadable(path, exc) from None
-        return hashed
 
-    hashed = await anyio.to_thread.run_sync(hash_all) if unknown else {}
-    ledger.remember_digests((*unknown[path], digest) for path, digest in hashed.items())
-    digests.update(hashed)
-    return digests
+def _hash_all(paths: Sequence[Path]) -> dict[Path, str]:
+    hashed = {}
+    for path in paths:
+        try:
+            hashed[path] = file_digest(path)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+    return hashed
 
 
 def _unreadable(path: Path, exc: OSError) -> UsageError:
@@ -243,9 +250,9 @@ class SongSteps:
             ]
             if step is SongStep.REPORT_FAILED:
                 assert record is not None
-                reason = f"song {song.name}: " + reported_again(Status.FAILED, record.error)
+                reason = reported_again(Status.FAILED, record.error)
                 for ticket in tickets:
-                    self.dispatch.fail(ticket, Status.FAILED, attempt, reason)
+                    self._report(song, ticket, Status.FAILED, attempt, reason)
                 continue
             first = tickets[0]
             if record is not None and record.status is SongStatus.CREATING:
@@ -407,13 +414,19 @@ class SongSteps:
         elif consequence.record is Record.UNSENT:
             self._ledger.unsend_creation(song.digest, attempt=attempt + 1, error=reason)
         status = consequence.status or Status.PENDING
-        self.dispatch.fail(ticket, status, attempt, reason)
+        self._report(song, ticket, status, attempt, reason)
         # The others were never submitted: they wait for the song, as its creation does.
         others = Status.PENDING if status is Status.SUBMITTING else status
         for parked in self._parked.pop(song.ref, []):
-            self.dispatch.fail(parked, others, 1, reason)
+            self._report(song, parked, others, 1, reason)
         if status is not Outcome.NOT_STARTED:
             log.warning("song.failed", song=song.name, digest=song.digest, reason=reason)
+
+    def _report(self, song: Song, ticket: Ticket, status: str, attempt: int, reason: str) -> None:
+        """A job of a song that is no project ends the run: named by the song's folder."""
+        assert self.dispatch is not None
+        ticket.job = JobId(song.folder, ticket.job.model)
+        self.dispatch.fail(ticket, status, attempt, reason)
 
     def _place(self, song: Song, project: str) -> None:
         self.places[project] = SongPlace(
@@ -490,7 +503,13 @@ def song_job_ids(songs: Sequence[Song], ledger: Ledger) -> Iterator[JobId]:
 
 
 def songs_for_reading(manifest: Manifest, ledger: Ledger, shard: Shard | None) -> list[Song]:
-    """The songs of `shard` as `plan` and `status` see them (the files hashed, not recorded)."""
+    """The songs of `shard` as `plan` and `status` see them (blocking: the files the store
+    does not know are hashed here, and their digests not recorded)."""
     from orchestrator.catalog import model_names
 
-    return in_shard(anyio.run(prepare_songs, manifest, ledger, model_names()), shard)
+    if not any(sweep.songs for sweep in manifest.sweeps):
+        return []
+    digests, unknown = _known_digests(manifest, ledger)
+    digests.update(_hash_all(list(unknown)))
+    recorded = {song.digest: song.folder for song in ledger.songs()}
+    return in_shard(plan_songs(manifest, digests, model_names(), recorded), shard)
