@@ -36,9 +36,14 @@ configs:
 	    "$$source" | cat - "$$source" > "$$copy"; \
 	done
 
+# The demo, then songs from files: three synthesized songs written to out/songs-demo-music/,
+# priced, then made into projects and separated (jobs/songs-demo.yaml).
 demo: install
 	$(BIN)/stemsweep run jobs/demo.yaml
 	$(BIN)/stemsweep report out/demo
+	$(BIN)/python scripts/demo_songs.py out/songs-demo-music
+	$(BIN)/stemsweep plan jobs/songs-demo.yaml --quote
+	$(BIN)/stemsweep run jobs/songs-demo.yaml
 
 bench: install
 	$(BIN)/python -m bench

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench import cpu, downloads, makespan, polling, recipe, report, scale
+from bench import cpu, downloads, makespan, polling, recipe, report, scale, songs
 
 BENCHMARKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (makespan, polling, cpu, downloads, recipe, scale, report)
+    module.NAME: module
+    for module in (makespan, polling, cpu, downloads, songs, recipe, scale, report)
 }

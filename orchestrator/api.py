@@ -1,7 +1,8 @@
 """The Youka client: the calls stemsweep makes, how often each is tried, and downloads.
 
 One `YoukaClient` is one run's connection to the API: the endpoints (`me`, `submit`, `task`,
-`project`, `project_tasks`), parsed into `wire`'s shapes, and `fetch`/`download` of stem
+`project`, `project_tasks`; for songs `announce_upload`, `put_upload`, `create_project`; for
+credits `quote`, `credits`), parsed into `wire`'s shapes, and `fetch`/`download` of stem
 files. Underneath, `transport.Transport` makes one request at a time (the session, the
 token sent to the API's own origin only, failures translated into `orchestrator.errors`),
 and `pacing.Pacer` holds every API request of every caller to `requests_per_second` and
@@ -9,7 +10,9 @@ pauses them all after a 429.
 
 Retries use stamina, only on what is worth retrying: 429, 5xx, dropped connections, timeouts,
 short bodies, and, on submissions, `IDEMPOTENT_REPLAY_IN_PROGRESS` and `CONFLICT` (the API's
-"retry later with the same key"). A submission is always retried with the caller's key.
+"retry later with the same key"). A submission is always retried with the caller's key, and
+so are an upload's announcement and a project's creation. Too few credits (402) is never
+retried.
 Waits between attempts are stamina's own (`stamina.set_testing` removes them in tests); the
 pause gate reads the time and sleeps through the `Clock` seam.
 
@@ -38,7 +41,20 @@ from orchestrator.pacing import Pacer
 from orchestrator.paths import file_for
 from orchestrator.storage import Answer
 from orchestrator.transport import REDIRECT_STATUSES, Kind, Transport
-from orchestrator.wire import Project, Task, parse_project, parse_task, task_id_of, task_list
+from orchestrator.wire import (
+    Created,
+    Project,
+    Quote,
+    Task,
+    UploadSlot,
+    parse_created,
+    parse_project,
+    parse_quote,
+    parse_task,
+    parse_upload_slot,
+    task_id_of,
+    task_list,
+)
 
 DEFAULT_READ_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -190,6 +206,69 @@ class YoukaClient:
             return [parse_task(item) for item in task_list(data)]
         except ValueError as exc:
             raise ApiError(f"GET /projects/{project_id}/tasks: {exc}", status=200) from None
+
+    async def announce_upload(
+        self, filename: str, content_type: str, length: int, key: str
+    ) -> UploadSlot:
+        """`POST /uploads`: the file's id and a signed URL for its bytes. The same `key`
+        answers the same id again, with a fresh URL (how to get one after it expired)."""
+        body = {"filename": filename, "contentType": content_type, "contentLength": length}
+        data = await self._keyed("announce_upload", ("uploads",), body, key)
+        try:
+            return parse_upload_slot(data)
+        except ValueError as exc:
+            raise ApiError(f"POST /uploads: {exc}", status=200) from None
+
+    async def put_upload(self, url: str, path: Path, length: int, content_type: str) -> None:
+        """PUT the file's bytes to its signed upload URL, without the token (retried on
+        what is worth it; a PUT repeated stores the same bytes again). Raises
+        `ExpiredUrlError` when the URL is refused: announce the upload again for a new one."""
+        target = URL(url, encoded=True)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise DownloadError(f"the upload URL is not an http(s) URL: {redact_url(url)}")
+
+        async def once() -> None:
+            answer = await self._transport.put_file(target, path, length, content_type)
+            if not 200 <= answer.status < 300:
+                raise self._transport.failure(
+                    "upload",
+                    "PUT",
+                    target,
+                    status=answer.status,
+                    payload=answer.payload,
+                    retry_after=self._pacer.retry_after(answer.headers),
+                )
+
+        await self._with_retries(once)
+
+    async def create_project(self, title: str, input_file_id: str, model: str, key: str) -> Created:
+        """`POST /projects`: a project from an uploaded file, and its first separation with
+        `model`; retried with `key`, so a lost answer never makes a second project."""
+        body = {"title": title, "inputFileId": input_file_id, "splitModel": model}
+        data = await self._keyed("create_project", ("projects",), body, key)
+        try:
+            return parse_created(data)
+        except ValueError as exc:
+            raise ApiError(f"POST /projects: {exc}", status=200) from None
+
+    async def quote(self, model: str, seconds: float) -> Quote:
+        """`POST /projects/quote`: what a separation of `seconds` of song with `model` costs."""
+        body = {"splitModel": model, "durationSeconds": seconds}
+        data = await self._call("api", "POST", ("projects", "quote"), body=body)
+        try:
+            return parse_quote(data)
+        except ValueError as exc:
+            raise ApiError(f"POST /projects/quote: {exc}", status=200) from None
+
+    async def credits(self) -> dict[str, Any]:
+        """`GET /credits`: the account's balance, as the API shapes it (for display only)."""
+        data = await self._call("api", "GET", ("credits",))
+        return data if isinstance(data, dict) else {}
+
+    async def _keyed(self, what: str, segments: tuple[str, ...], body: Any, key: str) -> Any:
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ValueError(f"{what}: an idempotency key is 1-255 characters of [A-Za-z0-9._:-]")
+        return await self._call("submit", "POST", segments, body=body, key=key)
 
     async def download(self, url: str, dest: Path) -> Downloaded:
         """Stream `url` to `dest` plus the extension the response implies (`paths.file_for`);

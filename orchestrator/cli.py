@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import wraps
 from pathlib import Path
@@ -448,6 +448,18 @@ def _state_head(state_path: Path, others: list[Path], shard: Shard | None) -> di
 @click.option(
     "--retry", "as_retry", is_flag=True, help="Show what `retry` would do instead of `run`."
 )
+@click.option(
+    "--quote",
+    "with_quote",
+    is_flag=True,
+    help="Also ask the API (POST /projects/quote) what the jobs still to submit cost: credits "
+    "per model, the total and the account's available balance. Needs YOUKA_API_KEY.",
+)
+@click.option(
+    "--api-url",
+    metavar="URL",
+    help="API base URL for --quote; overrides YOUKA_API_URL and the manifest's api.base_url.",
+)
 @JSON
 @_friendly
 def plan(
@@ -457,26 +469,35 @@ def plan(
     shard: str | None,
     show_all: bool,
     as_retry: bool,
+    with_quote: bool,
+    api_url: str | None,
     as_json: bool,
 ) -> None:
-    """Show what a run would do, without any network: jobs, keys, state, output paths.
+    """Show what a run would do: jobs, keys, state, output paths; with --quote, its price.
 
-    Reads the manifest and the state only. A done job whose files are all present counts
-    as done here (`run` also hashes those whose modification time changed). The first
-    rows are listed (--all: every one; with --json too, where `more` counts the others).
+    Without --quote, reads the manifest, its song files and the state only, with no
+    network. A done job whose files are all present counts as done here (`run` also hashes
+    those whose modification time changed). With --quote, each job still to submit is
+    priced with its song's duration (a project's `original` stem, or the song file's). The
+    first rows are listed (--all: every one; with --json too, where `more` counts the
+    others).
 
     \b
     Example:
       stemsweep plan jobs/compare-all-models.yaml --all
       stemsweep plan jobs/compare-all-models.yaml --shard 2/4 --all
       stemsweep plan jobs/compare-all-models.yaml --json | jq .data.actions
+      stemsweep plan jobs/songs-demo.yaml --quote
     """
     from datetime import UTC, datetime
+    from itertools import chain
 
     from orchestrator.jobs import iter_jobs, select_shard
+    from orchestrator.ledger import Ledger
     from orchestrator.lifecycle import Mode
+    from orchestrator.songs import plan_rows_of_songs, songs_for_reading
     from orchestrator.spec import resolve_key_scope
-    from orchestrator.views import plan_data, plan_rows, render_plan
+    from orchestrator.views import PlanRow, plan_data, plan_rows, quote_data, render_plan
 
     chosen = _parse_shard(shard)
     loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
@@ -497,6 +518,11 @@ def plan(
             )
 
         scope = resolve_key_scope(loaded.key_scope, datetime.now(UTC))
+        ledger = Ledger(store)
+        songs = songs_for_reading(loaded, ledger, chosen)
+        song_rows = plan_rows_of_songs(
+            songs, ledger, lookup=store.get, files_present=present, scope=scope, mode=mode
+        )
         rows = plan_rows(
             select_shard(iter_jobs(loaded), chosen),
             lookup=store.get,
@@ -504,8 +530,49 @@ def plan(
             scope=scope,
             mode=mode,
         )
-        data = plan_data(rows, head=head, limit=None if show_all else PLAN_ROWS)
+        project_rows = ((row, None) for row in rows)
+        priced: list[tuple[str, str, float | None]] = []
+
+        def noting_prices(pairs: Iterable[tuple[PlanRow, float | None]]) -> Iterator[PlanRow]:
+            for row, seconds in pairs:
+                if with_quote and row.action in _PRICED:
+                    priced.append((row.model, row.project, seconds))
+                yield row
+
+        data = plan_data(
+            noting_prices(chain(song_rows, project_rows)),
+            head=head,
+            limit=None if show_all else PLAN_ROWS,
+        )
+    if with_quote:
+        prices = _ask_prices(loaded, priced, out_dir, chosen, api_url)
+        data["quote"] = quote_data(prices, jobs=len(priced), ceiling=loaded.limits.max_credits)
     answer(data, render_plan, as_json=as_json)
+
+
+_PRICED = frozenset({"submit", "resubmit_same_key", "create"})  # what may still be charged
+
+
+def _ask_prices(
+    manifest: Any,
+    priced: list[tuple[str, str, float | None]],
+    out: Path,
+    shard: Any,
+    api_url: str | None,
+) -> Any:
+    """`plan --quote`: ask the API the price of every job still to submit."""
+    import anyio
+
+    from orchestrator.runner import quote_jobs
+
+    local = None if manifest.api.simulator is None else _simulator_for(manifest.path)
+
+    async def ask() -> Any:
+        return await quote_jobs(
+            manifest, priced, output=out, shard=shard, api_url=api_url, local_api=local
+        )
+
+    return anyio.run(ask)
 
 
 @cli.command()
@@ -529,13 +596,20 @@ def status(
       stemsweep status jobs/nightly.yaml --shard 1/4
       stemsweep status jobs/nightly.yaml --json | jq .data.counts
     """
+    from itertools import chain
+
     from orchestrator.jobs import iter_jobs, select_shard
+    from orchestrator.ledger import Ledger
+    from orchestrator.songs import song_job_ids, songs_for_reading
     from orchestrator.views import render_status, status_data, status_tally
 
     chosen = _parse_shard(shard)
     loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
     with store:
-        tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
+        ledger = Ledger(store)
+        songs = song_job_ids(songs_for_reading(loaded, ledger, chosen), ledger)
+        jobs = chain(songs, select_shard(iter_jobs(loaded), chosen))
+        tally = status_tally(jobs, lookup=store.get)
     data = status_data(tally, head=_state_head(state_path, others, chosen))
     answer(data, render_status, as_json=as_json)
 

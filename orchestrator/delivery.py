@@ -16,6 +16,10 @@ Two limits hold across the run: `DOWNLOAD_CONCURRENCY` jobs receive at once, and
 `COMMIT_CONCURRENCY` put their files in place at once. A job hands its received files from
 a download slot to a commit slot, so the next job's bytes flow while its fsyncs wait.
 
+A project made from a song file has its files in the song's folder
+(`{out}/{model}/{song}/`, `SongPlace`), and its `job.json` names the song: `song` (its path)
+and `song_blake3` (the digest of its bytes), next to `project`.
+
 `check_done` verifies a finished job's files on a later run, without the network;
 `save_references` saves the true stems an in-process simulator serves, for the report.
 """
@@ -49,6 +53,16 @@ log = get_logger()
 
 
 @dataclass(frozen=True)
+class SongPlace:
+    """Where the jobs of a project made from a song put their files (`folder`, in place of
+    the project id), and the song: the file it was uploaded from and its BLAKE3 digest."""
+
+    folder: str
+    path: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class Delivered:
     """Every chosen file of a job is in place: their rows (to record), and the wanted types
     the model did not deliver (`missing`) or that are not safe as file names (`unsafe`)."""
@@ -70,12 +84,18 @@ class Delivery:
     """Receives and commits jobs' files under the run's download and commit slots."""
 
     def __init__(
-        self, out: Path, client: YoukaClient, reads: SharedReads, wanted: Sequence[str]
+        self,
+        out: Path,
+        client: YoukaClient,
+        reads: SharedReads,
+        wanted: Sequence[str],
+        places: Mapping[str, SongPlace] | None = None,
     ) -> None:
         self.out = out
         self._client = client
         self._reads = reads
         self._wanted = wanted
+        self._places: Mapping[str, SongPlace] = places if places is not None else {}
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
 
@@ -152,7 +172,7 @@ class Delivery:
         async with self._downloads:
             for stem in chosen.chosen:
                 if stem.type not in staged:
-                    dest = stem_base(self.out, job.model, job.project, stem.type)
+                    dest = stem_base(self.out, job.model, self._folder(job.project), stem.type)
                     staged[stem.type] = (stem, await self._client.fetch(stem.url, dest))
                     log.debug(
                         "download.finished", project=job.project, model=job.model, type=stem.type
@@ -199,6 +219,7 @@ class Delivery:
         unsafe: Iterable[str],
     ) -> tuple[Path, dict[str, Any]]:
         """Where the job's `job.json` goes, and what it says."""
+        place = self._places.get(row.project)
         document = job_document(
             project=row.project,
             model=row.model,
@@ -222,8 +243,14 @@ class Delivery:
             ],
             missing_types=list(missing),
             unsafe_types=list(unsafe),
+            song=None if place is None else {"song": place.path, "song_blake3": place.digest},
         )
-        return job_file(self.out, row.model, row.project), document
+        return job_file(self.out, row.model, self._folder(row.project)), document
+
+    def _folder(self, project: str) -> str:
+        """The job's folder under its model's: its song's, or its project id."""
+        place = self._places.get(project)
+        return project if place is None else place.folder
 
 
 def job_document(
@@ -239,12 +266,15 @@ def job_document(
     stems: Iterable[Mapping[str, Any]],
     missing_types: Sequence[str] = (),
     unsafe_types: Sequence[str] = (),
+    song: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The content of a job's `job.json`; each stem: id, type, duration, bytes, blake3, file.
 
-    `file` is relative to the folder of `job.json`. No URL and no API key appear.
+    `file` is relative to the folder of `job.json`. No URL and no API key appear. `song`
+    (`song`: the file's path, `song_blake3`: its digest) for a project made from a song.
     """
     return {
+        **(song or {}),
         "project": project,
         "model": model,
         "key": key,

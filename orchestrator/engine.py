@@ -1,12 +1,18 @@
+# Longer than the package's other modules, on purpose: one job's way through a run (its
+# dispatch, separation, files and every failure on the way) reads best in one place. The
+# steps with their own rules live elsewhere: a song's upload and creation in songs.py, the
+# ceiling in budget.py, a job's files in delivery.py, the limits in scheduling.py.
 """The engine of a run: every job of the manifest under the limits, in ONE `anyio` task group.
 
-    dispatcher  reads jobs one by one from `iter_jobs`, decides each from its recorded
-                state (`lifecycle.decide`), and offers it to `Admission`; when the look-ahead
-                buffer is full it waits for room, so a 100,000-job manifest is never held in
-                memory
+    dispatcher  reads jobs one by one, the songs' (`songs.SongSteps`) then `iter_jobs`'s,
+                decides each from its recorded state (`lifecycle.decide`), and offers it to
+                `Admission`; when the look-ahead buffer is full it waits for room, so a
+                100,000-job manifest is never held in memory
     job tasks   one per admitted job (bounded by the limits): read the project, commit
-                the key, submit, wait for the poll loop's verdict, then hand the job to
-                `delivery` for its files, and record what happened
+                the key (with its credits, under `limits.max_credits`: `budget`), submit,
+                wait for the poll loop's verdict, then hand the job to `delivery` for its
+                files, and record what happened; a song's creation job first uploads and
+                creates its project (`songs`)
     poll loop   ONE loop (`Poller`) that polls every task in flight, each on its own
                 backoff schedule, from a heap of due times; no job task holds anything
                 but its slots while it waits
@@ -33,7 +39,7 @@ more, and the next run picks it up again. A task resumed from an earlier run get
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,10 +47,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.api import YoukaClient
+from orchestrator.budget import Budget, original_seconds
 from orchestrator.clock import Clock
 from orchestrator.delivery import DOWNLOAD_CONCURRENCY, EXPIRED_URL_ROUNDS, Delivery, Undelivered
-from orchestrator.errors import ApiError, CredentialsError, StemsweepError
+from orchestrator.errors import ApiError, CredentialsError, InsufficientCreditsError, StemsweepError
 from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
+from orchestrator.ledger import Ledger, OverBudget
 from orchestrator.lifecycle import (
     UNEXPECTED,
     Action,
@@ -71,9 +79,11 @@ from orchestrator.scheduling import (
     SharedReads,
     Ticket,
 )
+from orchestrator.songs import Song, SongSteps
 from orchestrator.spec import Manifest, resolve_key_scope
 from orchestrator.state import JobRecord, StateStore
 from orchestrator.tally import DOWNLOADING, WAITING, Failure, Note, Tally
+from orchestrator.wire import Project
 
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
 # while later jobs go, so the buffer must span many projects (manifests are project-major).
@@ -98,6 +108,7 @@ class Engine:
         seed: int,
         *,
         shard: Shard | None = None,
+        songs: list[Song] | None = None,
     ) -> None:
         self.manifest = manifest
         self.shard = shard
@@ -107,12 +118,25 @@ class Engine:
         self.tally = tally
         limits = manifest.limits
         self.scope = resolve_key_scope(manifest.key_scope, datetime.now(UTC))
+        ledger = Ledger(store)
+        self.budget = Budget(client, ledger, limits.max_credits)
+        self.songs = SongSteps(
+            songs or [],
+            mode=mode,
+            scope=self.scope,
+            client=client,
+            ledger=ledger,
+            budget=self.budget,
+        )
+        self.songs.dispatch = self
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
         self.poller = Poller(client, manifest.poll, clock, seed=seed)
         tally.durations = self.poller  # what the progress display forecasts from
         self.reads = SharedReads(client)
-        self.delivery = Delivery(out, client, self.reads, manifest.download_types)
+        self.delivery = Delivery(
+            out, client, self.reads, manifest.download_types, places=self.songs.places
+        )
         self._room = anyio.Event()
         self._idle = anyio.Event()
         self._live = 0
@@ -153,16 +177,30 @@ class Engine:
     # -- dispatching ---------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
+        for item in self.songs.work():
+            ticket = await self._ticket(item) if isinstance(item, JobId) else item
+            if ticket is not None:
+                await self._enqueue(ticket)
         for job in select_shard(iter_jobs(self.manifest), self.shard):
             ticket = await self._ticket(job)
-            if ticket is None:
-                continue
-            self._show(ticket, WAITING)
-            if self.admission.offer(ticket):
-                self._start(ticket)
-            while self.admission.waiting >= self.lookahead:
-                self._room = anyio.Event()
-                await self._room.wait()
+            if ticket is not None:
+                await self._enqueue(ticket)
+
+    async def _enqueue(self, ticket: Ticket) -> None:
+        self.offer(ticket)
+        while self.admission.waiting >= self.lookahead:
+            self._room = anyio.Event()
+            await self._room.wait()
+
+    def offer(self, ticket: Ticket) -> None:
+        """Offer a job to the limits: it starts now, or waits in the buffer."""
+        self.wait(ticket)
+        if self.admission.offer(ticket):
+            self._start(ticket)
+
+    def wait(self, ticket: Ticket) -> None:
+        """Show a job as waiting (a song's other models wait for its project)."""
+        self._show(ticket, WAITING)
 
     async def _ticket(self, job: JobId) -> Ticket | None:
         """Decide a job from its recorded state; None when there is nothing to run."""
@@ -236,6 +274,11 @@ class Engine:
                 assert row is not None and row.task_id is not None
                 task_id = row.task_id
                 log.info("job.resumed", project=job.project, model=job.model, task_id=task_id)
+            elif action is Action.CREATE:
+                created = await self.songs.create(ticket)  # the song's upload and creation
+                if created is None:
+                    return False
+                task_id, job = created, ticket.job  # the job is its new project's now
             else:
                 if action is Action.SUBMIT:
                     key = await self._commit_key(ticket, attempt)
@@ -244,6 +287,8 @@ class Engine:
                 else:  # RESUBMIT_SAME_KEY: the key is already committed
                     assert row is not None and row.key is not None
                     key = row.key
+                    if not await self._admit(ticket, key, attempt):
+                        return False
                 submitted = await self._submit(ticket, key, attempt)
                 if submitted is None:
                     return False
@@ -266,8 +311,14 @@ class Engine:
             return False
 
     async def _commit_key(self, ticket: Ticket, attempt: int) -> str | None:
-        """Read the project, then commit the key durably; None when the job cannot go on."""
+        """Read the project, then commit the key durably (with its credits, under a
+        ceiling); None when the job cannot go on."""
         job = ticket.job
+        if self.budget.stopped_by is not None:  # not even a read for a job that cannot go
+            self._give_up(
+                ticket, Step.READ, Fault.OVER_BUDGET, attempt, error=self.budget.stopped_by
+            )
+            return None
         try:
             project = await self.reads.project(job.project)
         except ApiError as exc:
@@ -275,11 +326,41 @@ class Engine:
             return None
         known = [s.id for s in project.stems if s.model == job.model]
         key = idempotency_key(self.scope, job.project, job.model, attempt)
-        self.store.commit_key(
-            job.project, job.model, attempt=attempt, key=key, known_stem_ids=known
-        )
+
+        def commit(also: Callable[[], None] | None) -> None:
+            self.store.commit_key(
+                job.project, job.model, attempt=attempt, key=key, known_stem_ids=known, also=also
+            )
+
+        if not await self._admit(ticket, key, attempt, commit, project):
+            return None
         self._show(ticket, Status.SUBMITTING)
         return key
+
+    async def _admit(
+        self,
+        ticket: Ticket,
+        key: str,
+        attempt: int,
+        commit: Callable[[Callable[[], None] | None], None] | None = None,
+        project: Project | None = None,
+    ) -> bool:
+        """`Budget.admit` for the submission with `key` (`commit` None: committed before,
+        priced from a fresh read of its project only when it holds no reservation); False,
+        reported, when the ceiling or the balance forbids it."""
+
+        async def seconds() -> float | None:
+            return original_seconds(project or await self.reads.project(ticket.job.project))
+
+        job = ticket.job
+        try:
+            await self.budget.admit(
+                key, subject=job.project, model=job.model, seconds=seconds, commit=commit
+            )
+        except (OverBudget, ApiError) as exc:  # ApiError: the project could not be read
+            self._give_up(ticket, Step.SUBMIT, Fault.OVER_BUDGET, attempt, error=exc)
+            return False
+        return True
 
     async def _submit(self, ticket: Ticket, key: str, attempt: int) -> str | None:
         """POST the separation with `key`; the task id, or None (recorded) on failure."""
@@ -289,6 +370,8 @@ class Engine:
         except ApiError as exc:
             # A POST that may have been applied keeps `submitting`: the next run re-sends the
             # same key and gets the same task instead of starting a second separation.
+            if isinstance(exc, InsufficientCreditsError):
+                self.budget.refused(key, str(exc))  # nothing started: no further submission
             self._give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
             return None
         self.store.mark_submitted(job.project, job.model, task_id)
@@ -324,6 +407,7 @@ class Engine:
                 fault = separation_fault(task.status)
                 facts["error"] = task.status + (f": {task.error}" if task.error else "")
         ended: tuple[Consequence, str] | None = None
+        status: str
         if fault is None:
             status = Status.SUCCEEDED
             self.store.mark_finished(job.project, job.model, status, error=None)
@@ -399,16 +483,22 @@ class Engine:
         elif consequence.record is Record.ERROR:
             self.store.record_error(project, model, error)
         elif consequence.record is Record.FINISHED:
-            assert consequence.status is not None
+            assert isinstance(consequence.status, Status)
             self.store.mark_finished(project, model, consequence.status, error=error)
         elif consequence.record is Record.DOWNLOAD_FAILED:
             self.store.mark_download_failed(project, model, error)
+        elif consequence.record is Record.UNSENT:
+            self.store.mark_unsent(project, model, attempt=attempt + 1, error=error)
 
     def _show(self, ticket: Ticket, status: str) -> None:
         self.tally.move(ticket.job.model, ticket.shown, str(status))
         ticket.shown = str(status)
 
-    def _fail(self, ticket: Ticket, status: Status, attempt: int, reason: str) -> None:
+    def fail(self, ticket: Ticket, status: str, attempt: int, reason: str) -> None:
+        """A job ends the run without being done (a song's, reported by `songs`)."""
+        self._fail(ticket, status, attempt, reason)
+
+    def _fail(self, ticket: Ticket, status: str, attempt: int, reason: str) -> None:
         job = ticket.job
         self._show(ticket, status)
         self.tally.fail(Failure(job.project, job.model, str(status), attempt, reason))

@@ -6,8 +6,10 @@
     │   ├── CredentialsError        YOUKA_API_KEY missing, empty, or rejected by the API
     │   └── StateLockedError        another run holds the state store
     ├── ApiError                    an API call failed for good (after retries)
-    │   └── RetryableApiError       429, 5xx, connection errors: worth another attempt
-    └── DownloadError               a file could not be fetched, verified or written
+    │   ├── RetryableApiError       429, 5xx, connection errors: worth another attempt
+    │   └── InsufficientCreditsError  402 (or 403 INSUFFICIENT_CREDITS): final for the run
+    └── DownloadError               a file could not be fetched, verified or written (or a
+        │                           song's bytes sent to its upload URL)
         ├── RetryableDownloadError  a short body, a 5xx, a dropped connection: worth another attempt
         └── ExpiredUrlError         a signed URL refused (403, expired): re-read the project
 
@@ -72,6 +74,11 @@ class RetryableApiError(ApiError):
     ) -> None:
         super().__init__(message, status=status, code=code)
         self.retry_after = retry_after
+
+
+class InsufficientCreditsError(ApiError):
+    """The account has too few credits for a submission (HTTP 402, or 403 with a code that
+    says so): nothing was started, and no further submission of the run is sent."""
 
 
 class DownloadError(StemsweepError):

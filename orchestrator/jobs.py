@@ -9,6 +9,13 @@ computes the same key for the same submission.
 `--shard I/N` splits the jobs among N processes or machines (`Shard`): each takes the jobs
 of the projects that hash to it, so shards never overlap and together hold every job.
 Keys do not depend on the shard: re-sharding a sweep never changes a job's key.
+
+A song (an audio file of a sweep's `songs`) has no project id until it is created, so it
+is named by the BLAKE3 digest of its bytes: `song_ref` (`b3.<hex>`) in its keys, and its
+shard is the one that ref hashes to (`Shard.has_song`). Two files with the same bytes are
+one song, in one shard; all the models of a song, like those of a project, run in one
+shard. Its upload and its creation each carry a key of the scope, the digest and the
+song's attempt only (`song_key`): never its path.
 """
 
 from __future__ import annotations
@@ -98,6 +105,29 @@ def idempotency_key(scope: str, project: str, model: str, attempt: int) -> str:
     return f"{key[:keep]}{_DIGEST_MARK}{digest}"
 
 
+SONG_REF_PREFIX = "b3."  # a project id never holds a dot: a song's ref is never a project's id
+SONG_STEPS = ("upload", "create")
+
+
+def song_ref(digest: str) -> str:
+    """How a song is named before it has a project: `b3.` and the hex digest of its bytes."""
+    return f"{SONG_REF_PREFIX}{digest}"
+
+
+def song_key(scope: str, digest: str, step: str, attempt: int) -> str:
+    """The `Idempotency-Key` of a song's `upload` or `create` request.
+
+    `ss1:{scope}:b3.{digest}:{step}:{attempt}`: a pure function of the key scope, the
+    BLAKE3 hex digest of the song's bytes and the song's attempt, so a crash, a renamed
+    file or another machine gives the same key, and the API answers the same upload or
+    project. It never equals a separation's key (a project id has no dot, and `upload` and
+    `create` are no model's names). Shortened as `idempotency_key` shortens keys.
+    """
+    if step not in SONG_STEPS:
+        raise ValueError(f"a song's step is one of {SONG_STEPS}, not {step!r}")
+    return idempotency_key(scope, song_ref(digest), step, attempt)
+
+
 def shard_of(project: str, shards: int) -> int:
     """The shard (0 to `shards` - 1) that runs every job of `project`.
 
@@ -153,6 +183,11 @@ class Shard:
     def has_project(self, project: str) -> bool:
         """Whether the jobs of `project` are this shard's."""
         return shard_of(project, self.count) == self.index
+
+    def has_song(self, digest: str) -> bool:
+        """Whether the song with these bytes (its BLAKE3 hex digest) is this shard's, with
+        every job of the project it becomes."""
+        return shard_of(song_ref(digest), self.count) == self.index
 
 
 def select_shard(jobs: Iterable[JobId], shard: Shard | None) -> Iterator[JobId]:

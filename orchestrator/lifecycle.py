@@ -47,7 +47,9 @@ and what the state store is told; the reason the summary gives is next to each r
 |--------|----------------------------------|-----------------|--------------------------|
 | read   | a retryable API error            | pending         | nothing                  |
 | read   | any other API error              | skipped         | mark_skipped             |
+| read   | over the ceiling, or no price    | not_started     | nothing                  |
 | submit | a retryable API error            | submitting      | record_error (same key)  |
+| submit | too few credits (402)            | not_started     | mark_unsent (2)          |
 | submit | any other API error              | failed          | mark_finished            |
 | poll   | an API error ends polling        | failed (1)      | mark_finished            |
 | poll   | past `poll.timeout`              | timed_out       | mark_finished (task id)  |
@@ -57,9 +59,36 @@ and what the state store is told; the reason the summary gives is next to each r
 | fetch  | no stems of the model listed     | download_failed | mark_download_failed     |
 | fetch  | the stem URLs kept expiring      | download_failed | mark_download_failed     |
 | fetch  | a file not fetched or written    | download_failed | mark_download_failed     |
+| upload | a retryable error (POST or PUT)  | pending         | nothing (same key)       |
+| upload | the file refused, for good       | failed          | mark_song_failed         |
+| create | over the ceiling, or no price    | not_started     | nothing                  |
+| create | a retryable API error            | submitting      | nothing (same key)       |
+| create | too few credits (402)            | not_started     | mark_unsent (2)          |
+| create | any other API error              | failed          | mark_song_failed         |
 | any    | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)   |
 
 (1) submitted again within the run while `retries.tasks` allows it (`may_resubmit`).
+(2) the API started nothing: the reservation is released, and the next run submits the
+    next attempt, under a new key (an API may remember the refusal under the old one).
+
+`not_started` is no recorded status: the job keeps the row it had (or none), and the next
+run submits it, once the ceiling or the balance allows. Once a job ends `not_started` for
+the ceiling or for too few credits, every later submission of the run does too, without a
+request (`Budget` in `orchestrator.budget`).
+
+A song (a file of a sweep's `songs`) becomes a project before its jobs can run: it is
+uploaded (`POST /uploads`, then the PUT of its bytes), then created (`POST /projects` with
+its first model: that creation's task is the job of that model, polled and downloaded like
+any other). `decide_song` maps the song's recorded status to its next step:
+
+| song status | `run`                                   | `retry`                     |
+|-------------|-----------------------------------------|-----------------------------|
+| none        | upload (attempt 1), then create         | same                        |
+| uploading   | upload with the same key (a fresh URL)  | same                        |
+| uploaded    | create (a new key)                      | same                        |
+| creating    | create with the same key                | same                        |
+| created     | none: its jobs are the project's        | same                        |
+| failed      | report failed                           | upload, attempt + 1         |
 
 A key the API rejects (`CredentialsError`) at any step is no job's failure: the run stops.
 Every row leaves a state the next run resumes from without paying twice: nothing recorded
@@ -78,7 +107,10 @@ from orchestrator.errors import (
     ApiError,
     CredentialsError,
     DownloadError,
+    ExpiredUrlError,
+    InsufficientCreditsError,
     RetryableApiError,
+    RetryableDownloadError,
     StemsweepError,
 )
 
@@ -98,6 +130,42 @@ class Status(StrEnum):
     SKIPPED = "skipped"
 
 
+class Outcome(StrEnum):
+    """How a job may end a run without a recorded status of its own."""
+
+    NOT_STARTED = "not_started"  # the ceiling, or too few credits: nothing was submitted
+
+
+class SongStatus(StrEnum):
+    """A song's recorded status (the `songs.status` column)."""
+
+    UPLOADING = "uploading"  # the upload's key committed; its file id, once answered
+    UPLOADED = "uploaded"  # the bytes are stored
+    CREATING = "creating"  # the creation's key (and its reservation) committed
+    CREATED = "created"  # its project and first task are known
+    FAILED = "failed"  # refused for good (the file, or its creation)
+
+
+class SongStep(StrEnum):
+    UPLOAD = "upload"  # announce (with the recorded key, if any) and PUT, then create
+    CREATE = "create"  # create (with the recorded key, if any)
+    READY = "ready"  # the project exists: nothing left to do for the song itself
+    REPORT_FAILED = "report_failed"
+
+
+def decide_song(status: SongStatus | None, attempt: int, *, mode: Mode) -> tuple[SongStep, int]:
+    """A song's next step and the attempt it belongs to (the song table above)."""
+    if status is None or status is SongStatus.UPLOADING:
+        return SongStep.UPLOAD, attempt
+    if status in (SongStatus.UPLOADED, SongStatus.CREATING):
+        return SongStep.CREATE, attempt
+    if status is SongStatus.CREATED:
+        return SongStep.READY, attempt
+    if mode is Mode.RETRY:
+        return SongStep.UPLOAD, attempt + 1
+    return SongStep.REPORT_FAILED, attempt
+
+
 class Mode(StrEnum):
     """`run` finishes what is unfinished; `retry` also gives failed separations another go."""
 
@@ -108,6 +176,7 @@ class Mode(StrEnum):
 class Action(StrEnum):
     SKIP_DONE = "skip_done"
     SUBMIT = "submit"
+    CREATE = "create"  # a song's upload and creation: its project's first separation
     RESUBMIT_SAME_KEY = "resubmit_same_key"
     RESUME_POLL = "resume_poll"
     DOWNLOAD_ONLY = "download_only"
@@ -134,7 +203,12 @@ class Decision:
     @property
     def separates(self) -> bool:
         """Whether the action has (or may have) a separation in flight on the server."""
-        return self.action in (Action.SUBMIT, Action.RESUBMIT_SAME_KEY, Action.RESUME_POLL)
+        return self.action in (
+            Action.SUBMIT,
+            Action.RESUBMIT_SAME_KEY,
+            Action.RESUME_POLL,
+            Action.CREATE,
+        )
 
     @property
     def needs_slots(self) -> bool:
@@ -243,6 +317,8 @@ class Step(StrEnum):
 
     READ = "read"  # reading the project, before the key is committed
     SUBMIT = "submit"  # the POST that carries the committed key
+    UPLOAD = "upload"  # a song's bytes: announced, then PUT to the signed URL
+    CREATE = "create"  # a project made from a song: its first separation
     POLL = "poll"  # waiting for the task to end
     FETCH = "fetch"  # after the separation: the project read again, its files received
 
@@ -258,6 +334,8 @@ class Fault(StrEnum):
     NO_STEMS = "no_stems"  # the project lists no stems of the job's model
     URLS_EXPIRED = "urls_expired"  # every project read gave URLs the storage host refused
     FILES = "files"  # a file could not be fetched, verified or written
+    NO_CREDITS = "no_credits"  # the API said the account has too few credits (402)
+    OVER_BUDGET = "over_budget"  # the ceiling: `limits.max_credits` would be passed, or no price
     OTHER = "other"  # any other stemsweep error
 
 
@@ -269,6 +347,8 @@ class Record(StrEnum):
     ERROR = "record_error"  # the status stays: the next run repeats the step, same key
     FINISHED = "mark_finished"  # the attempt is over, with the status
     DOWNLOAD_FAILED = "mark_download_failed"
+    UNSENT = "mark_unsent"  # nothing started: the reservation released, the next attempt next
+    SONG_FAILED = "mark_song_failed"  # the song is refused for good (`retry` uploads it again)
 
 
 @dataclass(frozen=True)
@@ -280,7 +360,7 @@ class Consequence:
     `resubmit`: the separation may be submitted again within the run (`retries.tasks`).
     """
 
-    status: Status | None
+    status: Status | Outcome | None
     record: Record
     reason: str
     stored: str | None = None
@@ -296,6 +376,8 @@ class Consequence:
 
 
 _READ = "project could not be read: {error}"
+_BUDGET = "budget: {error}"
+_SONG = "song {song}: {error}"
 _SEPARATION = "separation {error}"
 _POLL = "task {task} could not be polled: {error}"
 FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
@@ -311,6 +393,22 @@ FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
     (Step.SUBMIT, Fault.REFUSED): Consequence(
         Status.FAILED, Record.FINISHED, "submission refused: {error}"
     ),
+    (Step.READ, Fault.OVER_BUDGET): Consequence(Outcome.NOT_STARTED, Record.NOTHING, _BUDGET),
+    (Step.SUBMIT, Fault.OVER_BUDGET): Consequence(Outcome.NOT_STARTED, Record.NOTHING, _BUDGET),
+    (Step.SUBMIT, Fault.NO_CREDITS): Consequence(Outcome.NOT_STARTED, Record.UNSENT, _BUDGET),
+    (Step.UPLOAD, Fault.UNSURE): Consequence(
+        Status.PENDING, Record.NOTHING, _SONG + " (the next run sends it again)"
+    ),
+    (Step.UPLOAD, Fault.REFUSED): Consequence(Status.FAILED, Record.SONG_FAILED, _SONG),
+    (Step.UPLOAD, Fault.FILES): Consequence(Status.FAILED, Record.SONG_FAILED, _SONG),
+    (Step.CREATE, Fault.OVER_BUDGET): Consequence(Outcome.NOT_STARTED, Record.NOTHING, _BUDGET),
+    (Step.CREATE, Fault.NO_CREDITS): Consequence(Outcome.NOT_STARTED, Record.UNSENT, _BUDGET),
+    (Step.CREATE, Fault.UNSURE): Consequence(
+        Status.SUBMITTING,
+        Record.NOTHING,
+        _SONG + " (creation not confirmed, the next run re-sends the same key)",
+    ),
+    (Step.CREATE, Fault.REFUSED): Consequence(Status.FAILED, Record.SONG_FAILED, _SONG),
     (Step.POLL, Fault.UNSURE): Consequence(Status.FAILED, Record.FINISHED, _POLL, resubmit=True),
     (Step.POLL, Fault.REFUSED): Consequence(Status.FAILED, Record.FINISHED, _POLL, resubmit=True),
     (Step.POLL, Fault.TIMED_OUT): Consequence(
@@ -356,11 +454,21 @@ def fault_of(error: StemsweepError) -> Fault:
         raise ValueError("a rejected key stops the run; it is no job's failure")
     if isinstance(error, RetryableApiError):
         return Fault.UNSURE
+    if isinstance(error, InsufficientCreditsError):
+        return Fault.NO_CREDITS
     if isinstance(error, ApiError):
         return Fault.REFUSED
     if isinstance(error, DownloadError):
         return Fault.FILES
     return Fault.OTHER
+
+
+def upload_fault(error: StemsweepError) -> Fault:
+    """The failure an error of a song's upload is: a file error worth retrying (a 5xx, a
+    dropped connection, a URL that kept expiring) is unsure, like a retryable API error."""
+    if isinstance(error, RetryableDownloadError | ExpiredUrlError):
+        return Fault.UNSURE
+    return fault_of(error)
 
 
 def separation_fault(task_status: str) -> Fault:

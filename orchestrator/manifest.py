@@ -13,8 +13,9 @@ Validation happens in three steps, each of which can refuse the file:
    one line each, with the field path and its line.
 3. Freezing: the validated models become the frozen dataclasses of `spec`.
 
-The only I/O is reading the manifest, the `projects_file`s it names and the model
-catalogue (`orchestrator.catalog`); there is no network access.
+The only I/O is reading the manifest, the `projects_file`s it names, the headers of the
+song files it lists, and the model catalogue (`orchestrator.catalog`); there is no network
+access.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from orchestrator.manifest_fields import (
     ProfileName,
     ProjectId,
     ProjectsFileField,
+    SongsField,
     expand_all_models,
     simulator_switch,
 )
@@ -98,6 +100,7 @@ class _Limits(_Strict):
     per_project: Annotated[int, Field(gt=0)] = DEFAULT_PER_PROJECT
     per_model: dict[ModelName, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
     requests_per_second: Annotated[float, Field(gt=0)] = DEFAULT_REQUESTS_PER_SECOND
+    max_credits: Annotated[int, Field(gt=0)] | None = None
 
 
 class _Poll(_Strict):
@@ -129,14 +132,18 @@ class _Download(_Strict):
 class _Sweep(_Strict):
     projects: Annotated[list[ProjectId], Field(min_length=1)] | None = None
     projects_file: ProjectsFileField = None
+    songs: SongsField = None
     models: Annotated[list[ModelName], Field(min_length=1), BeforeValidator(expand_all_models)]
 
     @model_validator(mode="after")
     def _one_source_of_projects(self) -> _Sweep:
         if self.projects is not None and self.projects_file is not None:
             raise ValueError("give either projects or projects_file, not both")
-        if self.projects is None and self.projects_file is None:
-            raise ValueError("needs projects (a list of ids) or projects_file (a file of ids)")
+        if self.projects is None and self.projects_file is None and self.songs is None:
+            raise ValueError(
+                "needs projects (a list of ids), projects_file (a file of ids) or songs "
+                "(audio files: a folder, a glob or a list of paths)"
+            )
         return self
 
 
@@ -291,6 +298,7 @@ def _freeze(path: Path, model: _Manifest) -> Manifest:
             per_project=model.limits.per_project,
             per_model=MappingProxyType(dict(model.limits.per_model)),
             requests_per_second=model.limits.requests_per_second,
+            max_credits=model.limits.max_credits,
         ),
         poll=PollSpec(initial=model.poll.initial, max=model.poll.max, timeout=model.poll.timeout),
         retries=RetrySpec(requests=model.retries.requests, tasks=model.retries.tasks),
@@ -303,8 +311,10 @@ def _freeze(path: Path, model: _Manifest) -> Manifest:
 def _freeze_sweep(sweep: _Sweep) -> Sweep:
     source = sweep.projects_file
     projects = source.ids if source is not None else tuple(sweep.projects or ())
+    songs = {song.path: song for song in (sweep.songs.files if sweep.songs else ())}
     return Sweep(
         projects=tuple(dict.fromkeys(projects)),
         models=tuple(dict.fromkeys(sweep.models)),
         projects_file=source.path if source is not None else None,
+        songs=tuple(songs.values()),
     )

@@ -4,7 +4,8 @@ Each rule raises `ValueError` with a message that says what is allowed; pydantic
 field path in front of it. Names and project ids become folder names and parts of
 idempotency keys, so their alphabets are small; a model must be one of the catalogue's
 twelve; durations follow `orchestrator.durations` and must be positive; `projects_file` is
-read here, relative to the manifest's folder.
+read here, relative to the manifest's folder, and so are the headers of `songs`
+(`orchestrator.songfiles`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from orchestrator.catalog import model_names
 from orchestrator.connection import ENV_API_KEY
 from orchestrator.durations import parse_duration
 from orchestrator.manifest_yaml import read_text, show
-from orchestrator.spec import DATE_PLACEHOLDER, DEFAULT_BASE_URL
+from orchestrator.songfiles import SongError, find_songs, read_songs
+from orchestrator.spec import DATE_PLACEHOLDER, DEFAULT_BASE_URL, SongFile
 
 MAX_NAME_LENGTH = 128  # `name` becomes a directory name (`out/{name}`)
 MAX_PROJECT_ID_LENGTH = 128
@@ -182,6 +184,24 @@ def read_projects_file(value: object, info: ValidationInfo) -> ProjectsFile | No
     return ProjectsFile(path=path, ids=tuple(ids))
 
 
+@dataclass(frozen=True)
+class SongList:
+    """A sweep's `songs` as read: every file found, its header checked, in manifest order."""
+
+    files: tuple[SongFile, ...]
+
+
+def read_song_list(value: object, info: ValidationInfo) -> SongList | None:
+    """Find a sweep's songs relative to the manifest's folder and read their headers."""
+    if value is None:
+        return None
+    base = info.context["base_dir"] if info.context else Path(".")
+    try:
+        return SongList(tuple(read_songs(find_songs(value, base))))
+    except SongError as exc:
+        raise ValueError(str(exc)) from None
+
+
 # The field types of the schema: each a type with its rule.
 Name = Annotated[str, AfterValidator(_check_name)]
 ProjectId = Annotated[str, AfterValidator(_check_project_id)]
@@ -192,3 +212,4 @@ KeyScope = Annotated[str, AfterValidator(_check_key_scope)]
 BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
 ProfileName = Annotated[str, AfterValidator(_check_profile)]
 ProjectsFileField = Annotated[InstanceOf[ProjectsFile] | None, BeforeValidator(read_projects_file)]
+SongsField = Annotated[InstanceOf[SongList] | None, BeforeValidator(read_song_list)]

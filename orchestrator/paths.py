@@ -2,8 +2,13 @@
 
     {out}/{model}/{project}/{type}.{ext}     a stem: `stem_base` + `file_for`
     {out}/{model}/{project}/job.json         `job_file`
+    {out}/{model}/{song}/...                 the same, for a project made from a song file:
+                                             its folder is a slug of the file's name
+                                             (`song_slug`, `song_folder`)
     {out}/_references/{project}/{type}.{ext} the simulator's true parts: `reference_base`
     {out}/summary.json                       `summary_name` (a shard's own name)
+    {out}/songs.json                         `songs_name`: each song's path, digest, title,
+                                             project (a shard's own name)
 
 A stem file's path is decided here, whole: its folder and name (`stem_base`) from the job,
 its extension (`file_for`) from the response that delivered it, given by the client:
@@ -22,7 +27,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -31,6 +37,9 @@ from orchestrator.jobs import Shard
 
 JOB_FILE = "job.json"
 SUMMARY_FILE = "summary.json"
+SONGS_FILE = "songs.json"
+SONG_SLUG_LENGTH = 80
+SONG_DIGEST_CHARS = 8  # of the digest, after a slug that is not unique on its own
 REFERENCES_DIR = "_references"
 MAX_NAME_LENGTH = 128
 
@@ -99,16 +108,51 @@ def summary_name(shard: Shard | None) -> str:
     return SUMMARY_FILE if shard is None else f"summary-{shard.name}.json"
 
 
-def own_folders(shard: Shard | None) -> Callable[[PurePosixPath], bool] | None:
+def songs_name(shard: Shard | None) -> str:
+    """`songs.json`, or `songs-shard-I-of-N.json` for a shard."""
+    return SONGS_FILE if shard is None else f"songs-{shard.name}.json"
+
+
+def own_folders(
+    shard: Shard | None, songs: Mapping[str, bool] | None = None
+) -> Callable[[PurePosixPath], bool] | None:
     """Which folders of the tree a run may clean of partial files (None: all of them).
 
     A shard owns the second-level folders of its projects, `{model}/{project}` and
     `_references/{project}`, and nothing else: the root and the other shards' folders may
-    hold partial files that another process is writing.
+    hold partial files that another process is writing. `songs` maps the folder of every
+    song of the manifest to whether it is this shard's (a song's shard is its digest's).
     """
     if shard is None:
         return None
-    return lambda folder: len(folder.parts) == 2 and shard.has_project(folder.parts[1])
+    songs = songs or {}
+
+    def mine(folder: PurePosixPath) -> bool:
+        if len(folder.parts) != 2:
+            return False
+        name = folder.parts[1]
+        return songs[name] if name in songs else shard.has_project(name)
+
+    return mine
+
+
+def song_slug(filename: str) -> str:
+    """A safe folder name from a song file's name: its stem in lower-case ASCII letters,
+    digits, `.`, `_` and `-`, at most 80 characters (`My Song (live).flac` ->
+    `my-song-live`); `song` when nothing is left of it."""
+    text = unicodedata.normalize("NFKD", PurePosixPath(filename).stem)
+    text = text.encode("ascii", "ignore").decode("ascii").lower()
+    text = re.sub(r"[^a-z0-9._-]+", "-", text)
+    text = re.sub(r"-{2,}", "-", text).strip("-._")[:SONG_SLUG_LENGTH].strip("-._")
+    if not text:
+        return "song"
+    return text if is_safe_name(text) else f"{text}-song"  # a reserved name, like `con`
+
+
+def song_folder(slug: str, digest: str, *, unique: bool) -> str:
+    """A song's folder: its slug when no other song or project of the manifest has it, else
+    the slug and the first 8 hex digits of its digest (`song-3fa9c2d1`)."""
+    return slug if unique else f"{slug}-{digest[:SONG_DIGEST_CHARS]}"
 
 
 def is_safe_name(name: str) -> bool:

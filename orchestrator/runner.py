@@ -5,14 +5,15 @@ write the summary.
 
     connection  the API's URL and the key (`connection`), or the in-process API a
                 manifest's `api.simulator` asks for, started through the `local_api` seam
-    state       the store is opened (and locked) first; partial files of interrupted runs
-                are removed from the run's own folders; what other splits of the tree
-                recorded is adopted
+    state       the store is opened (and locked) first; the manifest's song files are
+                digested (`songs`); partial files of interrupted runs are removed from the
+                run's own folders; what other splits of the tree recorded is adopted
     key check   `GET /me`: a missing, empty or rejected key stops the run before any
                 submission
     engine      `engine.Engine` runs every job under the limits (see there)
     summary     `{out}/summary.json` (a shard's own name) is written however the run ends:
-                done, failed jobs, interrupted, or stopped by a key rejected mid-run
+                done, failed jobs, interrupted, or stopped by a key rejected mid-run; with
+                the credits quoted and submitted (`budget`), and with songs, `songs.json`
 
 The runner imports nothing of the simulator: a simulator run gets its API through
 `local_api`, an opener of anything with a `base_url`, a key it accepts and the URLs of
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import Any, Protocol
 import anyio
 
 from orchestrator.api import YoukaClient
+from orchestrator.budget import PriceList, price_jobs
+from orchestrator.catalog import model_names
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
 from orchestrator.delivery import ReferenceSource, save_references
@@ -40,10 +43,12 @@ from orchestrator.engine import Engine
 from orchestrator.errors import CredentialsError, UsageError
 from orchestrator.files import remove_partials, write_json_atomic
 from orchestrator.jobs import Shard, count_jobs, iter_jobs, select_shard
+from orchestrator.ledger import Ledger
 from orchestrator.lifecycle import Mode
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
-from orchestrator.paths import own_folders, summary_name
+from orchestrator.paths import own_folders, songs_name, summary_name
+from orchestrator.songs import in_shard, prepare_songs
 from orchestrator.spec import Manifest, SimulatorSpec
 from orchestrator.state import (
     StateStore,
@@ -122,11 +127,15 @@ async def run_manifest(
     state_path = state_path if state_path is not None else default_state_path(out, shard)
     base_url, api_key = resolve_connection(manifest, environ, api_url)
     tally = tally if tally is not None else Tally()
-    tally.total = tally.total or count_jobs(manifest, shard)
     started, started_at = time.monotonic(), utc_now()
     with StateStore.open_writer(state_path) as store:
+        songs = await prepare_songs(manifest, Ledger(store), model_names())
+        mine = in_shard(songs, shard)
+        tally.total = tally.total or count_jobs(manifest, shard) + sum(len(s.models) for s in mine)
         if out.exists():
-            removed = remove_partials(out, only=own_folders(shard))
+            own = {s.digest for s in mine}
+            folders = {s.folder: s.digest in own for s in songs}
+            removed = remove_partials(out, only=own_folders(shard, folders))
             if removed:
                 log.info("run.partials_removed", count=removed)
         for other in other_splits(out, shard):
@@ -157,7 +166,9 @@ async def run_manifest(
                 state=str(state_path),
                 api=client.base_url,
             )
-            engine = Engine(manifest, mode, out, store, client, clock, tally, seed, shard=shard)
+            engine = Engine(
+                manifest, mode, out, store, client, clock, tally, seed, shard=shard, songs=mine
+            )
             lag_path = environ.get(ENV_LOOP_LAG)
             if lag_path:
                 engine.sampler = LagSampler(clock, load=lambda: engine.admission.in_flight.used)
@@ -188,7 +199,14 @@ async def run_manifest(
                     "api_requests": client.requests,
                     "downloads": client.downloads,
                     "polls": engine.poller.polls,
+                    "credits": engine.budget.summary(),
                 }
+                if songs:
+                    engine.songs.write_list(out / songs_name(shard))
+                    run_info["songs"] = {
+                        **engine.songs.summary(),
+                        "list": str(out / songs_name(shard)),
+                    }
                 data = summary_data(
                     tally, run=run_info, interrupted=interrupted, stopped_by=stopped_by
                 )
@@ -245,3 +263,33 @@ async def _open_client(
         )
     )
     return client, local
+
+
+async def quote_jobs(
+    manifest: Manifest,
+    wanted: Iterable[tuple[str, str, float | None]],
+    *,
+    output: Path,
+    shard: Shard | None = None,
+    api_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    local_api: OpenLocalApi | None = None,
+) -> PriceList:
+    """`stemsweep plan --quote`: the price of each (model, project, seconds) of `wanted` (a
+    song's duration given, a project's read from its `original` stem), asked of the API the
+    manifest names (or its in-process simulator, whose world is the tree's)."""
+    environ = os.environ if environ is None else environ
+    base_url, api_key = resolve_connection(manifest, environ, api_url)
+    async with AsyncExitStack() as stack:
+        client, _ = await _open_client(
+            stack,
+            manifest,
+            base_url,
+            api_key,
+            REAL_CLOCK,
+            {},
+            local_api,
+            local_api_folder(output, shard),
+        )
+        await client.me()
+        return await price_jobs(client, wanted)

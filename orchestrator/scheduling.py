@@ -85,6 +85,9 @@ class Ticket:
     row: JobRecord | None = None  # the state row the decision was made from
     shown: str | None = None  # the status the progress tally counts it under
     held: list[_Gate] = field(default_factory=list)
+    # The project gate's name, when not the job's project: a song's jobs share its gate
+    # from before the song is a project until their files are on disk.
+    gate: str | None = None
 
 
 class Admission:
@@ -135,7 +138,7 @@ class Admission:
         return started
 
     def _gates(self, ticket: Ticket) -> list[_Gate]:
-        project = ticket.job.project
+        project = ticket.gate or ticket.job.project
         gate = self._projects.get(project)
         if gate is None:
             gate = self._projects[project] = _Gate(PROJECT, self._per_project, project)

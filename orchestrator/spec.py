@@ -33,6 +33,7 @@ DEFAULT_OUTPUT = "out/{name}"  # `{name}` is replaced by the manifest's name
 DEFAULT_SIMULATOR_PROFILE = "default"
 DEFAULT_SIMULATOR_SEED = 0
 DEFAULT_SIMULATOR_TIME_SCALE = 1.0
+DEFAULT_MAX_CREDITS: int | None = None  # no ceiling: no quote is asked for
 DATE_PLACEHOLDER = "{date}"
 
 
@@ -65,6 +66,7 @@ class Limits:
     per_project: int = DEFAULT_PER_PROJECT
     per_model: Mapping[str, int] = field(default_factory=dict)
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    max_credits: int | None = DEFAULT_MAX_CREDITS  # a ceiling on what one output tree spends
 
 
 @dataclass(frozen=True)
@@ -86,17 +88,35 @@ class RetrySpec:
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """One sweep: project ids (read from `projects_file` when given there) x models.
+class SongFile:
+    """An audio file a sweep lists, as its header reads: `path` (joined to the manifest's
+    folder), `format` (wav, flac, mp3, ogg, m4a, aac, aiff) and the `content_type` it is
+    uploaded with, its `size` in bytes, its decoded `duration` in seconds, and the `title`
+    its project gets (from the file's tags, else its file name)."""
 
-    `load_manifest` drops repeated ids and models, keeping the first of each, so both
+    path: Path
+    format: str
+    content_type: str
+    size: int
+    duration: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep: project ids (read from `projects_file` when given there) and song files,
+    x models.
+
+    `load_manifest` drops repeated ids, files and models, keeping the first of each, so the
     tuples hold distinct values in manifest order. `projects_file` is the file the ids were
     read from (already joined to the manifest's folder), or None when they were listed inline.
+    A sweep may hold songs only (`projects` empty), projects only, or both.
     """
 
     projects: tuple[str, ...]
     models: tuple[str, ...]
     projects_file: Path | None = None
+    songs: tuple[SongFile, ...] = ()
 
 
 @dataclass(frozen=True)

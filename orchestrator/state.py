@@ -2,7 +2,8 @@
 # SQLite file, and its schema, every transition with its durability, the crash table that
 # reasons about them and the adoption of other splits' records are read together (the
 # docstring and the schema are a quarter of it). Cut it where a new table brings its own.
-"""The state store: one SQLite file per output tree; the only module that touches SQLite.
+"""The state store: one SQLite file per output tree; with `ledger` (its songs and credit
+reservations, in the same file and transactions), the only module that touches SQLite.
 
 Default location `{output}/.stemsweep/state.db` (`--state` overrides). The file is opened
 in WAL mode with `synchronous=FULL`, and every method that changes something commits one
@@ -27,6 +28,10 @@ Each transition that can be lost falls back to a state the next run handles with
     mark_download_failed, record_error
                       the status before         downloads again / re-sends the same key
     mark_skipped      no row                    reads the project again
+    mark_unsent       submitting (key kept)     re-sends the refused key: the API refuses
+                                                it again, or starts it once
+    record_created    (the song's `creating`)   re-sends the creation's key: the API
+                                                answers the same project and task
 
 Waiting for the disk on each of them cost one fsync per transition, on the event loop's
 thread: 167 microseconds of CPU per synced commit against 50 unsynced on the benchmark
@@ -333,6 +338,23 @@ class StateStore:
     ) -> None:
         self.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection, for `ledger`, whose tables live in the same file."""
+        return self._conn
+
+    @property
+    def writable(self) -> bool:
+        """Whether this store was opened by the run that owns it (`open_writer`)."""
+        return self._lock_fd is not None
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """One transaction on the store's database, for `ledger`'s own tables; `durable` as
+        for the store's own transitions (module docstring)."""
+        with self._transaction(None, None, durable=durable):
+            yield
+
     # -- reading -------------------------------------------------------------------------
 
     def get(self, project: str, model: str) -> JobRecord | None:
@@ -359,11 +381,24 @@ class StateStore:
     # -- writing: one durable transaction per call ----------------------------------------
 
     def commit_key(
-        self, project: str, model: str, *, attempt: int, key: str, known_stem_ids: Sequence[str]
+        self,
+        project: str,
+        model: str,
+        *,
+        attempt: int,
+        key: str,
+        known_stem_ids: Sequence[str],
+        also: Callable[[], None] | None = None,
     ) -> None:
-        """Record `key` for `attempt` (status `submitting`) before its POST is sent."""
+        """Record `key` for `attempt` (status `submitting`) before its POST is sent.
+
+        `also` runs first in the same transaction (the ledger's reservation of the
+        submission's credits); when it raises, nothing is committed.
+        """
         now = utc_now()
         with self._transaction(project, model):
+            if also is not None:
+                also()
             self._conn.execute(
                 "DELETE FROM stems WHERE project = ? AND model = ?", (project, model)
             )
@@ -379,6 +414,32 @@ class StateStore:
                     json.dumps(list(known_stem_ids)),
                     now,
                 ),
+            )
+
+    def mark_unsent(self, project: str, model: str, *, attempt: int, error: str) -> None:
+        """The API refused the submission before starting anything (too few credits): the
+        job is `pending` again, at `attempt` (the next one, so its next key is new)."""
+        self._update(
+            project,
+            model,
+            "status = ?, attempt = ?, key = NULL, task_id = NULL, error = ?",
+            (Status.PENDING, attempt, error),
+            durable=False,  # lost: `submitting`, and the refused key is sent again
+        )
+
+    def record_created(
+        self, project: str, model: str, *, key: str, task_id: str, also: Callable[[], None]
+    ) -> None:
+        """A project was made from a song, and its first separation (this job) started:
+        the job's row as `submitted` with the creation's key and task id, in one transaction
+        with `also` (the song's own record, by `ledger`)."""
+        now = utc_now()
+        with self._transaction(project, model, durable=False):
+            also()
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) "
+                "VALUES (?, ?, 1, ?, ?, ?, ?, NULL, NULL, '[]', '[]', '[]', ?)",
+                (project, model, key, task_id, Status.SUBMITTED, now, now),
             )
 
     def mark_submitted(self, project: str, model: str, task_id: str) -> None:
@@ -556,8 +617,10 @@ class StateStore:
                 raise RuntimeError(f"no state row for {project}/{model}")
 
     @contextmanager
-    def _transaction(self, project: str, model: str, *, durable: bool = True) -> Iterator[None]:
-        """One transaction; the job's attempt history follows its row.
+    def _transaction(
+        self, project: str | None, model: str | None, *, durable: bool = True
+    ) -> Iterator[None]:
+        """One transaction; the job's attempt history follows its row (when there is one).
 
         `durable`: on disk when this returns (`synchronous=FULL`, the store's setting).
         Otherwise committed with `synchronous=NORMAL`: safe from a process crash, possibly
@@ -570,11 +633,13 @@ class StateStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield
-                    self._conn.execute(
-                        f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) "
-                        f"SELECT {_ATTEMPT_COLUMNS} FROM jobs WHERE project = ? AND model = ?",
-                        (project, model),
-                    )
+                    if project is not None:
+                        self._conn.execute(
+                            f"INSERT OR REPLACE INTO attempts ({_ATTEMPT_COLUMNS}) "
+                            f"SELECT {_ATTEMPT_COLUMNS} FROM jobs "
+                            "WHERE project = ? AND model = ?",
+                            (project, model),
+                        )
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise

@@ -1,4 +1,5 @@
-"""GETs to the storage host (any host but the API's), each received in a worker thread.
+"""GETs to the storage host (any host but the API's), each received in a worker thread;
+and PUTs of song files to their signed upload URLs, sent the same way.
 
 A stem's bytes are most of what a run moves, and through aiohttp each chunk of them costs
 the event loop's thread a copy out of the parser, a trip through its stream reader and a
@@ -14,6 +15,9 @@ throughput from 0.64-0.74 of curl's to 0.83-0.95.
 are paced, and only they carry the token; and only to a storage origin that has announced a
 long body, since short ones are cheaper on the event loop) and translates the answers and
 transport errors.
+A song's bytes go out the same way (`put`): the file is sent with `sendfile`, from the page
+cache to the socket without passing through Python (a TLS socket falls back to plain sends).
+Neither a GET nor a PUT from here ever carries the API's token.
 Connections are kept alive and reused per origin. A caller that is cancelled abandons its
 worker thread: the thread is told to stop, its socket is shut down so that a blocked read
 returns at once, and whatever it received is removed.
@@ -138,6 +142,22 @@ class StorageClient:
             handoff.abandon()
             raise
 
+    async def put(self, url: URL, headers: Mapping[str, str], path: Path, length: int) -> Answer:
+        """PUT the first `length` bytes of the file at `path` to `url`; the status, headers
+        and start of the answer's body.
+
+        Raises what `http.client` and the socket raise on a transport failure, and `OSError`
+        when the file cannot be read or is shorter than `length`.
+        """
+        handoff = _Handoff()
+        try:
+            return await anyio.to_thread.run_sync(
+                self._put, url, dict(headers), path, length, handoff, abandon_on_cancel=True
+            )
+        except BaseException:
+            handoff.abandon()
+            raise
+
     def close(self) -> None:
         """Close the idle connections; those in use are closed when their GET ends."""
         with self._lock:
@@ -189,6 +209,59 @@ class StorageClient:
             return Answer(response.status, dict(response.headers), payload=payload)
         finally:
             self._release(origin, conn, keep=keep and not handoff.stopped())
+
+    def _put(
+        self, url: URL, headers: dict[str, str], path: Path, length: int, handoff: _Handoff
+    ) -> Answer:
+        origin: _PoolKey = (url.scheme, url.host or "", url.port or 0)
+        headers.setdefault("User-Agent", self._user_agent)
+        headers["Content-Length"] = str(length)
+        target = url.raw_path_qs or "/"
+        conn, reused = self._acquire(origin)
+        try:
+            response = self._send_file(conn, target, headers, path, length, handoff)
+        except _STALE:
+            if not reused:
+                raise
+            # A kept-alive connection closed by the server: the PUT may be sent again whole.
+            conn, _ = self._acquire(origin, fresh=True)
+            response = self._send_file(conn, target, headers, path, length, handoff)
+        keep = False
+        try:
+            payload = response.read(MAX_ERROR_BODY)
+            keep = response.isclosed() and not response.will_close
+            return Answer(response.status, dict(response.headers), payload=payload)
+        finally:
+            self._release(origin, conn, keep=keep and not handoff.stopped())
+
+    def _send_file(
+        self,
+        conn: http.client.HTTPConnection,
+        target: str,
+        headers: dict[str, str],
+        path: Path,
+        length: int,
+        handoff: _Handoff,
+    ) -> http.client.HTTPResponse:
+        """Send the PUT's head, then the file's bytes, and read the answer's head."""
+        try:
+            handoff.using(conn)
+            if conn.sock is None:
+                conn.connect()
+                assert conn.sock is not None
+                conn.sock.settimeout(self._read_timeout)
+            conn.putrequest("PUT", target, skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            with path.open("rb") as source:
+                sent = conn.sock.sendfile(source, 0, length)
+            if sent != length:
+                raise OSError(f"{path.name} has fewer than the {length} bytes announced")
+            return conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
 
     def _send(
         self,

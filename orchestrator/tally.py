@@ -23,6 +23,7 @@ from orchestrator.lifecycle import Status
 QUEUED = "queued"  # not yet read from the manifest
 WAITING = "waiting"  # read, waiting for a slot (per project, per model, in flight)
 DOWNLOADING = "downloading"  # separation succeeded, files being fetched
+NOT_STARTED = "not_started"  # the ceiling or too few credits (`lifecycle.Outcome`)
 
 # The order statuses are shown in: work in progress first, then outcomes.
 DISPLAY_ORDER = (
@@ -39,6 +40,7 @@ DISPLAY_ORDER = (
     Status.CANCELLED.value,
     Status.TIMED_OUT.value,
     Status.SKIPPED.value,
+    NOT_STARTED,
 )
 
 # The phases and statuses of a job that is still going in a run; any other is where the job

@@ -11,10 +11,14 @@ redirect leads; `Transport` makes one attempt and says how it went.
 Failures are translated into the tree of `orchestrator.errors` in one place,
 `translate_failure`:
 
+    402, 403 INSUFFICIENT_CREDITS          InsufficientCreditsError: no submission goes on
     401 anywhere (and 403 on /me)          CredentialsError
-    429, 5xx, connection and read errors   RetryableApiError (RetryableDownloadError for downloads)
-    403, 401, 410 from a download URL      ExpiredUrlError: re-read the project for a fresh URL
-    any other failure                      ApiError (DownloadError for downloads)
+    429, 5xx, connection and read errors   RetryableApiError (RetryableDownloadError for files)
+    403, 401, 410 from a file's URL        ExpiredUrlError: ask for a fresh URL
+    any other failure                      ApiError (DownloadError for files)
+
+Files are stems downloaded from the storage host, and songs uploaded to their signed URLs
+(`put_file`): both go through `storage`'s connections, never with the token.
 
 Messages are built from the method, the URL without its query string, the status and the
 error envelope; never from aiohttp's exceptions or request objects, which print signed URLs
@@ -50,6 +54,7 @@ from orchestrator.errors import (
     CredentialsError,
     DownloadError,
     ExpiredUrlError,
+    InsufficientCreditsError,
     RetryableApiError,
     RetryableDownloadError,
     StemsweepError,
@@ -64,6 +69,7 @@ USER_AGENT = f"stemsweep/{__version__}"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 EXPIRED_STATUSES = frozenset({401, 403, 410})
 SUBMIT_RETRY_CODES = frozenset({"IDEMPOTENT_REPLAY_IN_PROGRESS", "CONFLICT"})
+INSUFFICIENT_CREDITS = "INSUFFICIENT_CREDITS"  # the code of a 403 that means 402
 
 
 Origin = tuple[str, str, int | None]
@@ -80,7 +86,7 @@ def same_origin(a: str | URL, b: str | URL) -> bool:
     return origin_of(a) == origin_of(b)
 
 
-Kind = Literal["api", "submit", "me", "download"]
+Kind = Literal["api", "submit", "me", "download", "upload"]
 
 # aiohttp's, and those of `storage` (the socket's OSErrors, http.client's protocol errors).
 _TRANSPORT_ERRORS = (
@@ -109,7 +115,7 @@ def translate_failure(
     the status and the server's error envelope, scrubbed of `secrets`.
     """
     where = f"{method} {redact_url(url)}"
-    download = kind == "download"
+    download = kind in ("download", "upload")  # a file's bytes, from or to a signed URL
 
     def scrub(text: str) -> str:
         return redact_text(text, secrets)
@@ -135,6 +141,8 @@ def translate_failure(
         message += f" ({describe_issues(issues)})"
     message = scrub(message)
 
+    if not download and (status == 402 or (status == 403 and code == INSUFFICIENT_CREDITS)):
+        return InsufficientCreditsError(message, status=status, code=code)
     if status == 401 or (status == 403 and kind == "me"):
         return CredentialsError(
             f"the API rejected the key in {ENV_API_KEY} (HTTP {status}"
@@ -289,6 +297,16 @@ class Transport:
             return await self._storage.get(url, headers, final_for)
         except _TRANSPORT_ERRORS as exc:
             raise self.failure("download", "GET", url, exc=exc) from None
+
+    async def put_file(self, url: URL, path: Path, length: int, content_type: str) -> Answer:
+        """One PUT of the file at `path` (`length` bytes) to a signed upload URL, with its
+        `Content-Type`: through `storage`, with no token and no pacing (the URL is on the
+        storage host; it is signed, the token is not needed even on the API's own)."""
+        headers = {"Content-Type": content_type, "Accept": "*/*"}
+        try:
+            return await self._storage.put(url, headers, path, length)
+        except _TRANSPORT_ERRORS as exc:
+            raise self.failure("upload", "PUT", url, exc=exc) from None
 
     # --- mechanics ---
 

@@ -56,6 +56,8 @@ def render_summary(data: Mapping[str, Any]) -> str:
         if len(failed) > MAX_LISTED:
             lines.append(f"  ... and {len(failed) - MAX_LISTED} more in summary.json")
     lines.extend(_note_lines(data["notes"], per_model))
+    lines.extend(_credit_lines(data.get("credits")))
+    lines.extend(_song_lines(data.get("songs")))
     if data.get("output"):
         where = f"files in {data['output']}"
         lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
@@ -89,6 +91,32 @@ def _note_lines(
 
 def _s(n: int) -> str:
     return "" if n == 1 else "s"
+
+
+def _credit_lines(credits: Mapping[str, Any] | None) -> list[str]:
+    """The credits a run priced and submitted, its ceiling, and why submissions stopped."""
+    if not credits or (credits.get("quoted") is None and not credits.get("stopped_by")):
+        return []
+    line = f"credits: quoted {credits['quoted']}, submitted {credits['submitted']}"
+    if credits.get("ceiling") is not None:
+        line += (
+            f" (max_credits {credits['ceiling']}: {credits['reserved']} reserved, "
+            f"{credits['left']} left)"
+        )
+    lines = [line]
+    if credits.get("stopped_by"):
+        lines.append(f"  submissions stopped: {credits['stopped_by']}")
+    return lines
+
+
+def _song_lines(songs: Mapping[str, Any] | None) -> list[str]:
+    """How many songs, and which files are one song (the same bytes)."""
+    if not songs:
+        return []
+    lines = [f"songs: {songs['songs']} from {songs['files']} files, listed in {songs['list']}"]
+    for paths in songs.get("same_bytes", [])[:MAX_LISTED]:
+        lines.append(f"  one song (the same bytes): {', '.join(paths)}")
+    return lines
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -247,7 +275,45 @@ def render_plan(data: Mapping[str, Any]) -> str:
     ]
     if data["more"]:
         lines.append(f"... {data['more']} more jobs (--all lists every one)")
+    if data.get("quote") is not None:
+        lines.extend(_quote_lines(data["quote"]))
     return "\n".join(lines)
+
+
+def quote_data(prices: Any, *, jobs: int, ceiling: int | None) -> dict[str, Any]:
+    """`plan --quote`: credits and jobs per model, the total, the account's balance as the
+    quotes reported it (None: unknown), the ceiling, and the jobs that could not be priced.
+    `prices` is a `budget.PriceList`."""
+    return {
+        "jobs": jobs,
+        "quotes": prices.quotes,
+        "per_model": {m: {"jobs": prices.jobs[m], "credits": c} for m, c in prices.credits.items()},
+        "total": prices.total,
+        "available_balance": prices.balance,
+        "max_credits": ceiling,
+        "unpriced": list(prices.unpriced),
+    }
+
+
+def _quote_lines(quote: Mapping[str, Any]) -> list[str]:
+    """The price of a plan: a table of credits per model, the total, the balance."""
+    rows: list[tuple[object, ...]] = [
+        (model, per["jobs"], per["credits"]) for model, per in quote["per_model"].items()
+    ]
+    jobs = sum(per["jobs"] for per in quote["per_model"].values())
+    rows.append(("total", jobs, quote["total"]))
+    balance = quote["available_balance"]
+    lines = [
+        f"credits:  {quote['jobs']} jobs to submit, {quote['quotes']} quotes asked",
+        format_table(("model", "jobs", "credits"), rows),
+        f"available balance: {'unknown' if balance is None else f'{balance} credits'}",
+    ]
+    if quote["max_credits"] is not None:
+        lines.append(f"limits.max_credits: {quote['max_credits']}")
+    if quote["unpriced"]:
+        lines.append(f"not priced ({len(quote['unpriced'])}):")
+        lines.extend(f"  {reason}" for reason in quote["unpriced"][:MAX_LISTED])
+    return lines
 
 
 def status_data(tally: Tally, *, head: Mapping[str, Any]) -> dict[str, Any]:

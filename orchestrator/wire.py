@@ -7,7 +7,10 @@ task or project that is not a JSON object is a `ValueError` (the client reports 
 `ApiError`). Error envelopes (`{"error": {"code", "message", "issues"}}`) become the
 parts of a message; `Retry-After` becomes seconds.
 
-New endpoints' shapes (a song upload, a project created, a credit quote) belong here.
+A song's upload (`POST /uploads` -> `{inputFileId, uploadUrl}`), a project made from it
+(`POST /projects` -> `{projectId, taskId, ...}`) and a quote (`POST /projects/quote` ->
+`{creditsRequired, availableBalance, ...}`) are parsed strictly: without their ids or a
+price, the answer is a `ValueError`.
 """
 
 from __future__ import annotations
@@ -207,3 +210,70 @@ def describe_issues(issues: Iterable[Any]) -> str:
         else:
             parts.append(str(issue))
     return "; ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class UploadSlot:
+    """`POST /uploads`: the file's id, and the signed URL to PUT its bytes to."""
+
+    input_file_id: str
+    upload_url: str
+
+
+@dataclass(frozen=True)
+class Created:
+    """`POST /projects`: the new project, and the task of its first separation."""
+
+    project_id: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Quote:
+    """`POST /projects/quote`: what one separation costs, and the balance it would draw on
+    (None when the answer does not say)."""
+
+    credits: int
+    balance: int | None
+    sufficient: bool | None
+
+
+def _non_empty(data: Mapping[str, Any], *fields: str) -> str:
+    for field in fields:
+        value = data.get(field)
+        if isinstance(value, str) and value:
+            return value
+    raise ValueError(f"the answer holds no {fields[0]}")
+
+
+def parse_upload_slot(data: object) -> UploadSlot:
+    """An `UploadSlot` from the answer of `POST /uploads`."""
+    if not isinstance(data, Mapping):
+        raise ValueError("the answer is not a JSON object")
+    return UploadSlot(_non_empty(data, "inputFileId", "id"), _non_empty(data, "uploadUrl", "url"))
+
+
+def parse_created(data: object) -> Created:
+    """A `Created` from the answer of `POST /projects` (`projectId`, `taskId`)."""
+    if not isinstance(data, Mapping):
+        raise ValueError("the answer is not a JSON object")
+    task_id = task_id_of(data)
+    if not task_id:
+        raise ValueError("the answer holds no taskId")
+    return Created(_non_empty(data, "projectId"), task_id)
+
+
+def parse_quote(data: object) -> Quote:
+    """A `Quote` from the answer of `POST /projects/quote`: `creditsRequired` a number >= 0."""
+    if not isinstance(data, Mapping):
+        raise ValueError("the answer is not a JSON object")
+    credits = _number_or_none(data.get("creditsRequired"))
+    if credits is None or credits < 0:
+        raise ValueError("the answer holds no creditsRequired")
+    balance = _number_or_none(data.get("availableBalance"))
+    sufficient = data.get("sufficientBalance")
+    return Quote(
+        credits=int(-(-credits // 1)),  # a fraction of a credit counts as one
+        balance=None if balance is None else int(balance),
+        sufficient=sufficient if isinstance(sufficient, bool) else None,
+    )

@@ -42,6 +42,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "files",
             "paths",
             "state",
+            "ledger",
+            "songfiles",
             "manifest_yaml",
             "manifest_fields",
             "manifest",
@@ -49,7 +51,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("the simulator", {"simulator"}),
     ("http", {"download", "storage", "pacing", "transport", "api"}),
-    ("a run", {"looplag", "scheduling", "delivery", "engine", "runner"}),
+    ("a run", {"looplag", "scheduling", "delivery", "budget", "songs", "engine", "runner"}),
     ("the report", {"report"}),
     ("the command line", {"progress", "output", "cli", "__main__"}),
 ]

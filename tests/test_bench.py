@@ -66,6 +66,24 @@ def test_a_quick_benchmark_runs_end_to_end_and_writes_its_result(tmp_path: Path)
     assert "| makespan | wall / (ceil(N/c) * d) |" in done.stdout
 
 
+@pytest.mark.slow
+def test_the_songs_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    """`python -m bench songs --quick` makes every song a project, once, without the token on
+    the storage host, and writes its rate and CPU per MiB."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "songs", "--quick", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads((tmp_path / "songs.json").read_text())["numbers"]
+    assert numbers["uploads"] == numbers["creations"] == numbers["songs"]
+    assert numbers["storage_credentials_seen"] == 0 and numbers["songs_per_minute"] > 0
+    assert "| songs | client CPU per MiB uploaded (ms) |" in done.stdout
+
+
 def test_the_table_shows_each_target_and_the_machine() -> None:
     """Every target and shown row becomes a table row; the machine and load follow it."""
     document = {

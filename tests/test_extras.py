@@ -99,6 +99,27 @@ def test_the_core_commands_run_without_any_extra(tmp_path: Path) -> None:
     assert planned.returncode == 0, planned.stderr
 
 
+@pytest.mark.slow
+def test_song_files_are_read_without_any_extra(tmp_path: Path) -> None:
+    """A sweep of song files is found, checked and planned with no audio stack installed."""
+    music = tmp_path / "music"
+    music.mkdir()
+    with wave.open(str(music / "song.wav"), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(44100)
+        out.writeframes(b"\1\0" * 88200)
+    (music / "broken.flac").write_bytes(b"not flac")
+    manifest = tmp_path / "songs.yaml"
+    manifest.write_text("version: 1\nname: s\nsweeps:\n  - {songs: music/song.wav, models: all}\n")
+    planned = stemsweep_without(EVERY_EXTRA_MODULE, "plan", str(manifest), cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert "create" in planned.stdout and "mdx23c/song" in planned.stdout
+    manifest.write_text("version: 1\nname: s\nsweeps:\n  - {songs: music/, models: all}\n")
+    refused = stemsweep_without(EVERY_EXTRA_MODULE, "plan", str(manifest), cwd=tmp_path)
+    assert refused.returncode == 2 and "broken.flac" in refused.stderr
+
+
 def one_stem_tree(root: Path) -> Path:
     """A hand-made tree of one WAV stem: {root}/mdx23c/prj_0001/vocals.wav."""
     folder = root / "tree" / "mdx23c" / "prj_0001"

@@ -11,7 +11,9 @@ from orchestrator.errors import (
     CredentialsError,
     DownloadError,
     ExpiredUrlError,
+    InsufficientCreditsError,
     RetryableApiError,
+    RetryableDownloadError,
     StateLockedError,
     StemsweepError,
 )
@@ -22,17 +24,22 @@ from orchestrator.lifecycle import (
     Decision,
     Fault,
     Mode,
+    Outcome,
     Record,
     Recorded,
+    SongStatus,
+    SongStep,
     Status,
     Step,
     decide,
+    decide_song,
     fault_of,
     may_resubmit,
     on_failure,
     reported_again,
     select_stems,
     separation_fault,
+    upload_fault,
 )
 from orchestrator.paths import is_safe_name
 
@@ -195,8 +202,13 @@ FACTS = {
     "timeout": 1800.0,
     "model": "demucs",
     "rounds": 3,
+    "song": "music/a.wav",
 }
 READ_FAILED = "project could not be read: HTTP 503"
+BUDGET = "budget: HTTP 503"
+SONG = "song music/a.wav: HTTP 503"
+AGAIN = " (the next run sends it again)"
+SAME_KEY = " (creation not confirmed, the next run re-sends the same key)"
 FAILURE_TABLE = [
     (Step.READ, Fault.UNSURE, Status.PENDING, Record.NOTHING, READ_FAILED, False),
     (Step.READ, Fault.REFUSED, Status.SKIPPED, Record.SKIPPED, READ_FAILED, False),
@@ -275,6 +287,16 @@ FAILURE_TABLE = [
         False,
     ),
     (Step.FETCH, Fault.FILES, Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, "HTTP 503", False),
+    (Step.READ, Fault.OVER_BUDGET, Outcome.NOT_STARTED, Record.NOTHING, BUDGET, False),
+    (Step.SUBMIT, Fault.OVER_BUDGET, Outcome.NOT_STARTED, Record.NOTHING, BUDGET, False),
+    (Step.SUBMIT, Fault.NO_CREDITS, Outcome.NOT_STARTED, Record.UNSENT, BUDGET, False),
+    (Step.UPLOAD, Fault.UNSURE, Status.PENDING, Record.NOTHING, SONG + AGAIN, False),
+    (Step.UPLOAD, Fault.REFUSED, Status.FAILED, Record.SONG_FAILED, SONG, False),
+    (Step.UPLOAD, Fault.FILES, Status.FAILED, Record.SONG_FAILED, SONG, False),
+    (Step.CREATE, Fault.OVER_BUDGET, Outcome.NOT_STARTED, Record.NOTHING, BUDGET, False),
+    (Step.CREATE, Fault.NO_CREDITS, Outcome.NOT_STARTED, Record.UNSENT, BUDGET, False),
+    (Step.CREATE, Fault.UNSURE, Status.SUBMITTING, Record.NOTHING, SONG + SAME_KEY, False),
+    (Step.CREATE, Fault.REFUSED, Status.FAILED, Record.SONG_FAILED, SONG, False),
 ]
 
 
@@ -323,6 +345,56 @@ def test_any_other_error_keeps_the_recorded_status(step: Step) -> None:
 def test_fault_of_error(error: StemsweepError, fault: Fault) -> None:
     """Errors map to failures by their place in the tree, retryable ones first."""
     assert fault_of(error) is fault
+
+
+@pytest.mark.parametrize(
+    ("error", "fault"),
+    [
+        (RetryableDownloadError("503 on the PUT"), Fault.UNSURE),
+        (ExpiredUrlError("403"), Fault.UNSURE),
+        (DownloadError("400 CONTENT_TYPE_MISMATCH"), Fault.FILES),
+        (RetryableApiError("503"), Fault.UNSURE),
+        (InsufficientCreditsError("402"), Fault.NO_CREDITS),
+        (ApiError("422 UNSUPPORTED_MEDIA"), Fault.REFUSED),
+    ],
+)
+def test_upload_fault_of_error(error: StemsweepError, fault: Fault) -> None:
+    """An upload's file errors worth retrying are unsure; too few credits is its own fault."""
+    assert upload_fault(error) is fault
+
+
+SONG_TABLE = [
+    (None, RUN, SongStep.UPLOAD, 2),
+    (None, RETRY, SongStep.UPLOAD, 2),
+    (SongStatus.UPLOADING, RUN, SongStep.UPLOAD, 2),
+    (SongStatus.UPLOADING, RETRY, SongStep.UPLOAD, 2),
+    (SongStatus.UPLOADED, RUN, SongStep.CREATE, 2),
+    (SongStatus.UPLOADED, RETRY, SongStep.CREATE, 2),
+    (SongStatus.CREATING, RUN, SongStep.CREATE, 2),
+    (SongStatus.CREATING, RETRY, SongStep.CREATE, 2),
+    (SongStatus.CREATED, RUN, SongStep.READY, 2),
+    (SongStatus.CREATED, RETRY, SongStep.READY, 2),
+    (SongStatus.FAILED, RUN, SongStep.REPORT_FAILED, 2),
+    (SongStatus.FAILED, RETRY, SongStep.UPLOAD, 3),
+]
+
+
+@pytest.mark.parametrize(("status", "mode", "step", "attempt"), SONG_TABLE)
+def test_song_decision_table(
+    status: SongStatus | None, mode: Mode, step: SongStep, attempt: int
+) -> None:
+    """Each recorded song status leads to the documented next step and attempt."""
+    assert decide_song(status, 2, mode=mode) == (step, attempt)
+
+
+def test_every_song_status_is_covered() -> None:
+    """The song table names every song status."""
+    assert {row[0] for row in SONG_TABLE} - {None} == set(SongStatus)
+
+
+def test_a_creation_separates() -> None:
+    """A song's creation is its project's first separation: it takes the separation slots."""
+    assert Decision(Action.CREATE, 1).separates and Decision(Action.CREATE, 1).needs_slots
 
 
 def test_a_rejected_key_is_no_jobs_failure() -> None:
