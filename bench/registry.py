@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench import cpu, downloads, makespan, polling, recipe, scale
+from bench import cpu, downloads, makespan, polling, recipe, scale, versus
 
 BENCHMARKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (makespan, polling, cpu, downloads, recipe, scale)
+    module.NAME: module for module in (makespan, polling, cpu, downloads, recipe, scale, versus)
 }

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `bench` is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import recipe  # noqa: E402
+from bench import recipe, schedule_sim  # noqa: E402
 from bench.harness import Options  # noqa: E402
 from bench.table import render_table  # noqa: E402
 
@@ -64,6 +64,48 @@ def test_a_quick_benchmark_runs_end_to_end_and_writes_its_result(tmp_path: Path)
     (goal,) = document["targets"]
     assert set(goal) == {"metric", "value", "target", "met"} and goal["value"] > 0
     assert "| makespan | wall / (ceil(N/c) * d) |" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_versus_benchmark_runs_both_clients_on_every_workload(tmp_path: Path) -> None:
+    """`python -m bench versus --quick`: stemsweep and bench/plain.py each do every job of
+    the three workloads, measured from the simulator's record and `wait4`, with ratios."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "versus", "--quick", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "versus.json").read_text())
+    assert set(document) >= RESULT_KEYS
+    for name in ("fixed", "varied", "rate_limited"):
+        jobs = document["inputs"]["workloads"][name]["jobs"]
+        result = document["numbers"][name]
+        for client in ("stemsweep", "plain"):
+            (run,) = result["runs"][client]
+            assert run["jobs_done"] == run["separations_seen"] == jobs
+            assert run["polls_per_separation"] >= 1 and run["cpu_ms_per_job"] > 0
+            assert run["requests_per_job_by_kind"]["submit"] == 1.0
+            assert 0 <= run["mean_delay_share"] < 10
+        assert set(result["ratios"]) >= {"wall", "polls_per_separation", "cpu_per_job"}
+    assert "| versus | fixed: wall, stemsweep / script |" in done.stdout
+
+
+def test_the_schedule_simulation_scores_schedules_and_their_bound() -> None:
+    """Offline, a schedule's polls and delays come out per separation, and the bound of a
+    fixed duration is one poll at no delay."""
+    fixed = schedule_sim.workloads()["fixed"]
+    small = schedule_sim.Workload(
+        "small", fixed.spec, dict(list(fixed.models.items())[:2]), 30, 4, fixed.lag
+    )
+    for make in (schedule_sim.Current, schedule_sim.Learned):
+        outcome = schedule_sim.simulate(small, make, seed=0)
+        assert len(outcome.polls) == len(outcome.shares) == 60
+        assert min(outcome.polls) >= 1 and min(outcome.shares) >= 0
+    (bound,) = schedule_sim.frontier(small, [0.02], points=50)
+    assert bound["polls"] == 1.0 and bound["delay_share"] == 0.0
 
 
 def test_the_table_shows_each_target_and_the_machine() -> None:
