@@ -100,7 +100,7 @@ spends more polls on it; Turnbull's estimate (the most likely distribution given
 brackets) puts the chance of a task found ended at its first poll just below that poll,
 so the first poll never moves earlier (on "varied", a third of the tasks end before it);
 the midpoints are the second best, with more polls on "fixed". A new bracket costs about
-0.12 ms of CPU (spans and ladder are computed again when next asked for).
+0.14 ms of CPU (spans and ladder are computed again when next asked for).
 """
 
 from __future__ import annotations
