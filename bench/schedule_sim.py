@@ -21,15 +21,20 @@ Workloads:
 - **drift**: the varied workload whose durations all grow by half after the 40th task of
   each model, then shrink back after the 70th: how fast a schedule follows the API's pace.
 
-The **bound** rows are what no schedule can beat knowing each model's true distribution in
-advance (polls only at the points of a large sample of it, chosen by dynamic programming
-for each price of a poll): the frontier of polls per separation against the mean delay.
+Schedules: the Poller's (`next_poll_delay` with its learned mean and deviation), the
+learned one (`learned_poll_delay`) with its settings (`backoff.AIM`) and with one setting
+changed at a time, or another estimate of the durations (`bench/schedule_alternatives.py`);
+"informed" rows start from the schedule an earlier whole run left (what a store keeps).
+Printed per schedule: polls per separation and mean delay share (p90), over all tasks and
+after each model's first 12. The **bound** rows are what no schedule can beat knowing each
+model's true distribution in advance (polls only at the points of a large sample of it,
+chosen by dynamic programming for each price of a poll): the frontier of polls per
+separation against the mean delay. `orchestrator/backoff.py` records the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
 import dataclasses
 import heapq
 import json
@@ -43,6 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bench.schedule_alternatives import MidpointModel, TurnbullModel
 from bench.workloads import REALISTIC_DURATIONS
 from orchestrator import backoff
 from orchestrator.manifest import PollSpec
@@ -155,62 +161,6 @@ class Learned:
 
     def learn(self, pending: float, ended: float) -> None:
         self.model.observe(pending, ended)
-
-
-class MidpointModel(backoff.DurationModel):
-    """Alternative: each bracket's midpoint is a duration (0.9 U when found ended at the
-    first poll), and the n durations, sorted, bound n + 1 spans of equal chance."""
-
-    def spans(self) -> tuple[backoff.Span, ...]:
-        brackets = self.to_dict()["brackets"]
-        x = sorted((low + high) / 2 if low > 0 else 0.9 * high for low, high in brackets)
-        if len(x) < 2:
-            return tuple((v, v, 1.0) for v in x)
-        chance = 1.0 / (len(x) - 1)
-        first = (max(x[0] - (x[1] - x[0]), x[0] / 2), x[0], chance / 2)
-        return (first, *((a, b, chance) for a, b in zip(x, x[1:], strict=False)))
-
-
-class TurnbullModel(backoff.DurationModel):
-    """Alternative: Turnbull's self-consistent estimate. Its chance lies in the innermost
-    intervals (a bracket's left end followed by another's right end, all ends sorted),
-    each bracket's shared among those it holds in proportion to theirs, until settled."""
-
-    rounds = 20
-
-    def spans(self) -> tuple[backoff.Span, ...]:
-        brackets = [(low, high) for low, high in self.to_dict()["brackets"]]
-        ends = sorted([(high, 0) for _, high in brackets] + [(low, 1) for low, _ in brackets])
-        innermost: list[tuple[float, float]] = []
-        left: float | None = None
-        for value, is_left in ends:
-            if is_left:
-                left = value
-            elif left is not None:
-                innermost.append((left, value))
-                left = None
-        lows = [low for low, _ in innermost]
-        highs = [high for _, high in innermost]
-        ranges = [
-            (bisect.bisect_left(lows, low), bisect.bisect_right(highs, high))
-            for low, high in brackets
-        ]
-        chance = [1.0 / len(innermost)] * len(innermost)
-        for _ in range(self.rounds):
-            prefix = [0.0]
-            for c in chance:
-                prefix.append(prefix[-1] + c)
-            share = [0.0] * (len(chance) + 1)
-            for first, stop in ranges:
-                held = prefix[stop] - prefix[first]
-                if held > 0:
-                    share[first] += 1.0 / held
-                    share[stop] -= 1.0 / held
-            running = 0.0
-            for j in range(len(chance)):
-                running += share[j]
-                chance[j] *= running / len(brackets)
-        return tuple((a, b, c) for (a, b), c in zip(innermost, chance, strict=True) if c > 1e-9)
 
 
 # --- one workload, simulated -------------------------------------------------------------

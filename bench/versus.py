@@ -47,6 +47,7 @@ from bench.harness import (
     MODELS,
     Options,
     load_average,
+    percentile,
     project_ids,
     reap,
     result_document,
@@ -334,20 +335,12 @@ def _figures(
         "refused_429_per_job": round(refused / jobs, 3),
         "requests_per_job_by_kind": per_kind,
         "mean_delay_share": round(statistics.mean(shares), 4),
-        "p90_delay_share": round(_percentile(shares, 90), 4),
+        "p90_delay_share": round(percentile(shares, 90), 4),
         "mean_delay_s": round(
             statistics.mean(t["seen_terminal_at"] - t["done_at"] for t in seen), 3
         ),
         "separations_seen": len(seen),
     }
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 # --- the two clients, compared ----------------------------------------------------------------
