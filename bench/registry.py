@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench import cpu, downloads, makespan, polling, recipe, report, scale, songs
+from bench import cpu, downloads, makespan, polling, recipe, report, scale, songs, versus
 
 BENCHMARKS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (makespan, polling, cpu, downloads, songs, recipe, scale, report)
+    for module in (makespan, polling, cpu, downloads, songs, recipe, scale, report, versus)
 }

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `bench` is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import recipe  # noqa: E402
+from bench import profile_client, recipe, schedule_sim  # noqa: E402
 from bench.harness import Options  # noqa: E402
 from bench.table import render_table  # noqa: E402
 
@@ -82,6 +82,71 @@ def test_the_songs_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert numbers["uploads"] == numbers["creations"] == numbers["songs"]
     assert numbers["storage_credentials_seen"] == 0 and numbers["songs_per_minute"] > 0
     assert "| songs | client CPU per MiB uploaded (ms) |" in done.stdout
+
+
+def test_the_versus_benchmark_runs_both_clients_on_every_workload(tmp_path: Path) -> None:
+    """`python -m bench versus --quick`: stemsweep and bench/plain.py each do every job of
+    the three workloads, measured from the simulator's record and `wait4`, with ratios."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "versus", "--quick", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "versus.json").read_text())
+    assert set(document) >= RESULT_KEYS
+    for name in ("fixed", "varied", "rate_limited"):
+        jobs = document["inputs"]["workloads"][name]["jobs"]
+        result = document["numbers"][name]
+        for client in ("stemsweep", "plain"):
+            (run,) = result["runs"][client]
+            assert run["jobs_done"] == run["separations_seen"] == jobs
+            assert run["polls_per_separation"] >= 1 and run["cpu_ms_per_job"] > 0
+            assert run["requests_per_job_by_kind"]["submit"] == 1.0
+            assert 0 <= run["mean_delay_share"] < 10
+        assert set(result["ratios"]) >= {"wall", "polls_per_separation", "cpu_per_job"}
+    assert "| versus | fixed: wall, stemsweep / script |" in done.stdout
+
+
+def test_the_schedule_simulation_scores_schedules_and_their_bound() -> None:
+    """Offline, a schedule's polls and delays come out per separation, and the bound of a
+    fixed duration is one poll at no delay."""
+    fixed = schedule_sim.workloads()["fixed"]
+    small = schedule_sim.Workload(
+        "small", fixed.spec, dict(list(fixed.models.items())[:2]), 30, 4, fixed.lag
+    )
+    for make in (schedule_sim.Current, schedule_sim.Learned):
+        outcome = schedule_sim.simulate(small, make, seed=0)
+        assert len(outcome.polls) == len(outcome.shares) == 60
+        assert min(outcome.polls) >= 1 and min(outcome.shares) >= 0
+    (bound,) = schedule_sim.frontier(small, [0.02], points=50)
+    assert bound["polls"] == 1.0 and bound["delay_share"] == 0.0
+
+
+def test_the_profile_breakdown_attributes_samples_to_what_they_were_spent_on() -> None:
+    """py-spy's raw stacks become shares: a poll's aiohttp time counts as polls, a state
+    commit as SQLite, an import as start-up, an event-loop turn as the event loop."""
+    main = "thread (0x1);_run_code (<frozen runpy>:88);<module> (orchestrator/__main__.py:6)"
+    lines = [
+        f"{main};_poll (orchestrator/scheduling.py:330);YoukaClient.task (orchestrator/api.py:400)"
+        ";ClientSession._request (aiohttp/client.py:500) 6",
+        f"{main};mark_done (orchestrator/state.py:300);_transaction (orchestrator/state.py:90) 2",
+        f"{main};_find_and_load (<frozen importlib._bootstrap>:1176);<module> (yaml/a.py:1) 1",
+        "thread (0x2);_run_once (asyncio/base_events.py:1900) 1",
+        "not a stack line",
+    ]
+    report = profile_client.breakdown(lines)
+    assert report["total_samples"] == 10
+    purposes = dict(report["purposes"])  # type: ignore[call-overload]
+    assert purposes == {
+        "polls (GET /tasks/{id})": 0.6,
+        "state (SQLite)": 0.2,
+        "start-up (imports)": 0.1,
+        "event loop and libraries (no stemsweep frame)": 0.1,
+    }
+    assert dict(report["libraries"])["aiohttp"] == 0.6  # type: ignore[call-overload]
 
 
 def test_the_table_shows_each_target_and_the_machine() -> None:
