@@ -26,7 +26,7 @@ from orchestrator.errors import StemsweepError
 from orchestrator.extras import missing_extra
 
 if TYPE_CHECKING:
-    from orchestrator.jobs import Shard
+    from orchestrator.jobs import JobId, Shard
     from orchestrator.simulator.server import Simulator
     from orchestrator.spec import SimulatorSpec
 
@@ -233,6 +233,7 @@ def _sweep(
     shard_text: str | None,
     log_format: str | None,
     no_progress: bool,
+    resend: Sequence[str] = (),
 ) -> None:
     import logging
 
@@ -248,6 +249,7 @@ def _sweep(
 
     shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)
+    resending = _parse_resend(resend)
     secrets = [os.environ.get(ENV_API_KEY, "")]
     show_progress = not no_progress and sys.stderr.isatty()
     tally = Tally()
@@ -271,6 +273,7 @@ def _sweep(
             tally=tally,
             handle_signals=True,
             local_api=None if manifest.api.simulator is None else _simulator_for(manifest.path),
+            resend=resending,
         )
 
     if show_progress:
@@ -336,7 +339,8 @@ def run(
     YOUKA_API_KEY only.
 
     Exit status: 0 every job done, 1 some failed (listed in the summary), 2 unusable
-    manifest, arguments, key or state, 130 interrupted.
+    manifest, arguments, key or state, 3 the API unreachable or failing (nothing is lost:
+    run again later), 130 interrupted.
 
     \b
     Example:
@@ -349,6 +353,14 @@ def run(
 
 @cli.command()
 @_sweep_options
+@click.option(
+    "--resend",
+    metavar="PROJECT:MODEL",
+    multiple=True,
+    help="Re-send the recorded key of this job that needs attention (repeatable; `all`: every "
+    "such job). The API answers with its earlier task while it remembers the key; otherwise "
+    "a new separation starts, and is charged.",
+)
 @_friendly
 def retry(
     manifest: Path,
@@ -358,43 +370,68 @@ def retry(
     shard: str | None,
     log_format: str | None,
     no_progress: bool,
+    resend: tuple[str, ...],
 ) -> None:
-    """Like `run`, and also give failed, cancelled and timed-out separations another go.
+    """Like `run`, and also give failed, cancelled and stranded separations another go.
 
-    A failed separation is submitted again as the next attempt, with a new idempotency key.
-    A job whose separation succeeded but whose download failed is only downloaded again:
-    it is never separated twice.
+    A failed separation is submitted again as the next attempt, with a new idempotency key;
+    so is a stranded one (separated, but its stems are no longer listed): each is a new
+    separation, which costs credits. A job whose separation succeeded but whose download
+    failed is only downloaded again: it is never separated twice. A job that needs
+    attention is left alone unless named with --resend.
 
     \b
     Example:
       stemsweep retry jobs/nightly.yaml
+      stemsweep retry jobs/nightly.yaml --resend prj_a:mdx23c
     """
-    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress)
+    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress, resend)
+
+
+def _parse_resend(values: Sequence[str]) -> Callable[[JobId], bool]:
+    """Which jobs `--resend` names: `PROJECT:MODEL` each, or `all`."""
+    from orchestrator.errors import UsageError
+    from orchestrator.jobs import JobId
+
+    if "all" in values:
+        return lambda job: True
+    named: set[JobId] = set()
+    for value in values:
+        project, sep, model = value.partition(":")
+        if not sep or not project or not model:
+            raise UsageError(f"--resend takes PROJECT:MODEL or all, got {value[:80]!r}")
+        named.add(JobId(project, model))
+    return named.__contains__
 
 
 def _open_state(
     manifest_path: Path, out: Path | None, state: Path | None, shard: Shard | None
 ) -> Any:
-    """The manifest, output folder, state path and a read-only store for `plan`/`status`.
+    """The manifest, output folder, state path, a read-only store for `plan`/`status`, the
+    tree's other splits and a note on the store (`state_guard.open_for_reading`).
 
     Without `--state`, the store is the tree's as a run would see it: its own records plus
     those of the tree's other splits (`StateStore.open_view`), which are listed after the
-    state line.
+    state line. A store missing, empty or damaged is read as the next run rebuilds it.
     """
     from orchestrator.manifest import load_manifest
-    from orchestrator.state import StateStore, default_state_path, other_splits
+    from orchestrator.state import default_state_path, other_splits
+    from orchestrator.state_guard import open_for_reading
 
     manifest = load_manifest(manifest_path)
     out = out if out is not None else manifest.output
-    if state is not None:
-        return manifest, out, state, StateStore.open_reader(state), []
-    state_path = default_state_path(out, shard)
-    others = other_splits(out, shard)
-    return manifest, out, state_path, StateStore.open_view(state_path, others), others
+    wanted = (lambda _: True) if shard is None else shard.has_project
+    state_path = state if state is not None else default_state_path(out, shard)
+    others = [] if state is not None else other_splits(out, shard)
+    store, note = open_for_reading(state_path, others, out, wanted)
+    return manifest, out, state_path, store, others, note
 
 
-def _state_lines(label: str, state_path: Path, others: Sequence[Path]) -> list[str]:
-    lines = [f"{label}{state_path}{'' if state_path.exists() else ' (none yet)'}"]
+def _state_lines(
+    label: str, state_path: Path, others: Sequence[Path], note: str | None = None
+) -> list[str]:
+    shown = f" ({note})" if note else "" if state_path.exists() else " (none yet)"
+    lines = [f"{label}{state_path}{shown}"]
     if others:
         names = ", ".join(p.name for p in others)
         lines.append(f"{' ' * len(label)}with the records of {names} (other splits)")
@@ -443,7 +480,7 @@ def plan(
     from orchestrator.views import PlanRow, format_table, plan_rows
 
     chosen = _parse_shard(shard)
-    loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
+    loaded, out_dir, state_path, store, others, note = _open_state(manifest, out, state, chosen)
     with store:
 
         def present(project: str, model: str) -> bool:
@@ -470,7 +507,7 @@ def plan(
                 shown.append(row)
     click.echo(f"manifest: {loaded.path} ({loaded.name})")
     click.echo(f"output:   {out_dir}/MODEL/PROJECT/TYPE.EXT")
-    for line in _state_lines("state:    ", state_path, others):
+    for line in _state_lines("state:    ", state_path, others, note):
         click.echo(line)
     click.echo(f"jobs:     {_jobs_line(total, chosen, actions.most_common())}")
     headers = ("project", "model", "state", "next", "attempt", "key", "folder")
@@ -504,11 +541,11 @@ def status(manifest: Path, out: Path | None, state: Path | None, shard: str | No
     from orchestrator.views import MAX_LISTED, format_table, status_tally
 
     chosen = _parse_shard(shard)
-    loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
+    loaded, _out_dir, state_path, store, others, note = _open_state(manifest, out, state, chosen)
     with store:
         tally = status_tally(select_shard(iter_jobs(loaded), chosen), lookup=store.get)
     counts = tally.by_status()
-    for line in _state_lines("state: ", state_path, others):
+    for line in _state_lines("state: ", state_path, others, note):
         click.echo(line)
     click.echo(f"jobs:  {_jobs_line(tally.total, chosen, counts.items())}")
     per_model = tally.by_model()

@@ -54,10 +54,41 @@ def render_summary(data: Mapping[str, Any]) -> str:
             f"({n['jobs']} job{'s' if n['jobs'] > 1 else ''})"
             for n in notes
         )
+    lines.extend(_advice(data))
     if data.get("output"):
         where = f"files in {data['output']}"
         lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
     return "\n".join(lines)
+
+
+def _advice(data: Mapping[str, Any]) -> list[str]:
+    """What the summary asks of its reader: jobs only `retry` can move, what it costs, and
+    a state that was rebuilt."""
+    lines = []
+    counts: Mapping[str, int] = data["counts"]
+    stranded, attention = counts.get("stranded", 0), counts.get("needs_attention", 0)
+    if stranded:
+        lines.append(
+            f"{stranded} job(s) stranded: the API no longer lists their stems; "
+            "`stemsweep retry` separates them again (new separations: they cost credits)"
+        )
+    if attention:
+        lines.append(
+            f"{attention} job(s) need attention: a submission whose task cannot be told "
+            "apart; each reason says what to check and how to re-send it (`retry --resend`)"
+        )
+    again: Mapping[str, int] = data.get("new_attempts") or {}
+    if again:
+        shown = ", ".join(f"{n} {status}" for status, n in again.items())
+        lines.append(f"separated again, as new attempts that cost credits: {shown}")
+    rebuilt: Mapping[str, Any] | None = data.get("state_rebuilt")
+    if rebuilt:
+        aside = f", kept aside as {rebuilt['kept_aside']}" if rebuilt.get("kept_aside") else ""
+        lines.append(
+            f"state was {rebuilt['found']}{aside}: rebuilt from "
+            f"{rebuilt['jobs_from_job_json']} job.json file(s)"
+        )
+    return lines
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

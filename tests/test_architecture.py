@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "orchestrator"
 # From the bottom up; a module may import modules of its own layer or of a layer below.
 LAYERS: list[tuple[str, set[str]]] = [
     ("pure leaves", {"__init__", "errors", "durations", "extras", "spec", "wire"}),
-    ("pure", {"connection", "lifecycle", "jobs", "backoff", "tally", "views"}),
+    ("pure", {"connection", "lifecycle", "reconcile", "jobs", "backoff", "tally", "views"}),
     (
         "seams, files, state, manifest",
         {
@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "files",
             "paths",
             "state",
+            "state_guard",
             "manifest_yaml",
             "manifest_fields",
             "manifest",
@@ -36,7 +37,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("the simulator", {"simulator"}),
     ("http", {"download", "storage", "pacing", "transport", "api"}),
-    ("a run", {"looplag", "scheduling", "delivery", "engine", "runner"}),
+    (
+        "a run",
+        {"looplag", "scheduling", "outcomes", "recovery", "delivery", "engine", "runner"},
+    ),
     ("the report", {"report"}),
     ("the command line", {"progress", "cli", "__main__"}),
 ]
