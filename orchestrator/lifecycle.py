@@ -1,3 +1,6 @@
+# A little over 400 lines, on purpose: the state diagram, the decision table and the failure
+# table are the documentation of the policy, and are read with the code they describe (the
+# tests check them row by row).
 """What to do next for one job, and what a failure within a run does to it (pure: no I/O).
 
 A job is one (project, model) pair. Its recorded status moves like this:
@@ -44,40 +47,46 @@ A job is one (project, model) pair. Its recorded status moves like this:
 | `needs_attention`        | report: what to check       | same; `--resend`: the same key  |
 
 (1) find the task the key started (`reconcile`), then re-send the same key, poll that
-task, or ask the user (`needs_attention`).
+task, or ask the user (`needs_attention`). A task carries no model, key or time, so it is
+identified only as the one task of the project the tree has never seen, for the project's
+one unconfirmed submission; a task started elsewhere looks the same (what the contract
+leaves open: `reconcile`'s docstring, README "Idempotency keys").
 
 After a successful separation, `select_stems` picks the files to fetch.
 
 Downloads cost no credits, so both modes repeat them; separations do, so only `retry`
 starts a new one for a job whose separation failed or whose stems are gone, and only the
-user's `--resend` re-sends a key whose task could not be told apart. Within one run, `retries.tasks`
-allows that many automatic re-submissions of a failed separation (`may_resubmit`).
+user's `--resend` re-sends a key whose task could not be told apart. Within one run,
+`retries.tasks` allows that many automatic re-submissions of a failed separation
+(`may_resubmit`).
 
 When a step fails within a run, `on_failure` says which status the job ends the run with
 and what the state store is told; the reason the summary gives is next to each row of
 `FAILURES` (`fault_of` tells which failure an error is):
 
-| step   | failure                          | status          | the state is told        |
-|--------|----------------------------------|-----------------|--------------------------|
-| read   | a retryable API error            | pending         | nothing                  |
-| read   | any other API error              | skipped         | mark_skipped             |
-| submit | a retryable API error            | submitting      | record_error (same key)  |
-| submit | any other API error              | failed          | mark_finished            |
-| poll   | an API error ends polling        | failed (1)      | mark_finished            |
-| poll   | past `poll.timeout`              | timed_out       | mark_finished (task id)  |
-| poll   | the separation failed            | failed (1)      | mark_finished            |
-| poll   | the separation was cancelled     | cancelled (1)   | mark_finished            |
-| fetch  | an API error reading the project | download_failed | mark_download_failed     |
-| reconcile | the history could not be read | submitting      | nothing                  |
-| reconcile | its task cannot be told apart | needs_attention | mark_needs_attention     |
-| fetch  | no stems of the model listed     | stranded        | mark_download_failed     |
-| fetch  | the stem URLs kept expiring      | download_failed | mark_download_failed     |
-| fetch  | a file not fetched or written    | download_failed | mark_download_failed     |
-| any    | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)   |
+| step      | failure                          | status          | the state is told       |
+|-----------|----------------------------------|-----------------|-------------------------|
+| read      | a retryable API error            | pending         | nothing                 |
+| read      | any other API error              | skipped         | mark_skipped            |
+| reconcile | the task history not read        | submitting      | nothing                 |
+| reconcile | its task cannot be told apart    | needs_attention | mark_needs_attention    |
+| submit    | a retryable API error            | submitting      | record_error (same key) |
+| submit    | any other API error              | failed          | mark_finished           |
+| poll      | an API error ends polling        | failed (1)      | mark_finished           |
+| poll      | past `poll.timeout`              | timed_out       | mark_finished (task id) |
+| poll      | the separation failed            | failed (1)      | mark_finished           |
+| poll      | the separation was cancelled     | cancelled (1)   | mark_finished           |
+| fetch     | an API error reading the project | download_failed | mark_download_failed    |
+| fetch     | no stems of the model listed     | stranded        | mark_download_failed    |
+| fetch     | the stem URLs kept expiring      | download_failed | mark_download_failed    |
+| fetch     | a file not fetched or written    | download_failed | mark_download_failed    |
+| any       | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)  |
 
 (1) submitted again within the run while `retries.tasks` allows it (`may_resubmit`).
 
-A key the API rejects (`CredentialsError`) at any step is no job's failure: the run stops.
+A key the API rejects (`CredentialsError`), an API that answered nothing for long
+(`ApiUnavailableError`) or a state that cannot be written (`StateError`) is no job's
+failure: the run stops.
 Every row leaves a state the next run resumes from without paying twice: nothing recorded
 before the key means a fresh start; `submitting` is reconciled before its key is re-sent;
 a task id kept means polling the same task again; `download_failed` downloads again, never

@@ -26,8 +26,9 @@ from orchestrator.errors import ManifestError
 # whole pasted secret or a 10,000-character line.
 MAX_SHOWN_VALUE = 60
 MAX_MANIFEST_BYTES = 1 << 20
-"""1 MiB: some 40,000 project ids listed inline; longer lists belong in a `projects_file`.
-(PyYAML's parser takes about 0.3 s per MiB here, and ten times that in memory.)"""
+"""1 MiB: tens of thousands of project ids listed inline; longer lists belong in a
+`projects_file`. (PyYAML's parser is slow: a manifest of 0.5 MiB listing 40,000 ids inline
+takes 0.8 s to load on the benchmark machine; one of 57 MiB took minutes and 2.7 GB.)"""
 MAX_LIST_FILE_BYTES = 32 << 20
 """32 MiB: a `projects_file` (or any list of one entry per line) of some 2.5 million ids."""
 

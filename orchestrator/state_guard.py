@@ -21,10 +21,11 @@ again from their first key: within the API's memory of keys it answers them with
 earlier tasks (README, "Idempotency keys"). Nothing is silent: a run that rebuilt its store
 logs `state.rebuilt` and says so in its summary.
 
-The quick check reads every page once: 0.13 s of CPU for a store of 100,000 jobs (108 MB) on
-the benchmark machine, against the 7 minutes such a run takes. SQLite is touched only
-through `state.StateStore` (still the only module that speaks to it); this module reads
-files and job.json documents.
+The quick check reads every page once: opening a store of 100,000 jobs (108 MB) takes 0.12 s
+with it and 0.002 s without, on the benchmark machine, against the 7 minutes such a run
+takes. A rebuild reads about 10,000 job.json files a second (0.93 s for 10,000). SQLite is
+touched only through `state.StateStore` (still the only module that speaks to it); this
+module reads files and job.json documents.
 """
 
 from __future__ import annotations

@@ -168,3 +168,16 @@ async def test_a_task_that_cannot_be_told_apart_waits_for_the_user(
     assert sim.record.separations[f"{project}:{MODEL}"] == 2  # the user's decision
     state = default_state_path(load_manifest(manifest).output)
     assert status_of(state, project) is Status.DONE
+
+
+def test_resend_takes_project_and_model_pairs(write_manifest: WriteManifest) -> None:
+    """`retry --resend` names jobs as PROJECT:MODEL (or `all`); anything else is exit 2."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    manifest = write_manifest(projects=["prj_0001"], models=[MODEL])
+    result = CliRunner().invoke(
+        cli, ["retry", str(manifest), "--resend", "prj_0001", "--no-progress"]
+    )
+    assert result.exit_code == 2 and "--resend takes PROJECT:MODEL or all" in result.output
