@@ -114,7 +114,6 @@ class Engine:
     ) -> None:
         self.manifest = manifest
         self.shard = shard
-        self.out = out
         self.resend = resend
         self.mode = mode
         self.store = store
@@ -321,8 +320,8 @@ class Engine:
         try:
             task_id = await self.client.submit(job.project, job.model, key)
         except ApiError as exc:
-            # A POST that may have been applied keeps `submitting`: the next run re-sends the
-            # same key and gets the same task instead of starting a second separation.
+            # A POST that may have been applied keeps `submitting`: the next run finds the
+            # task it started (`recovery`) instead of starting a second separation.
             self.outcomes.give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
             return None
         self.store.mark_submitted(job.project, job.model, task_id)

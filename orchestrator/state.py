@@ -766,9 +766,9 @@ def _job_row(row: tuple[object, ...]) -> JobRecord:
 def lock(path: Path) -> int:
     """Take the writer's lock of the store at `path` (creating its folder), or raise
     `StateLockedError`; `StateError` when the lock's path is a symbolic link."""
+    refuse_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(path.name + LOCK_SUFFIX)
-    refuse_links(path)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:

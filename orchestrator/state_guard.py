@@ -83,7 +83,7 @@ def open_checked(path: Path) -> Opened:
     """
     refuse_links(path)
     if path.exists():
-        _look(path)  # a file that is no state is refused before a lock is made next to it
+        _look_for_run(path)  # a file that is no state is refused before a lock is made
     fd = lock(path)
     store: StateStore | None = None
     try:
@@ -163,16 +163,21 @@ def _look(path: Path) -> str:
     raise StateError(f"state {path} is not a stemsweep state file (it is not an SQLite database)")
 
 
+def _look_for_run(path: Path) -> str:
+    """`_look`, with what a run's user can do about a file that is no state file."""
+    try:
+        return _look(path)
+    except StateError as exc:
+        raise StateError(f"{exc}; give the run another --state, or move the file away") from None
+
+
 def _inspect(path: Path) -> tuple[str, Path | None, list[str]]:
     """The store's file before SQLite opens it: what it looks like, and where an unusable
     one was put aside."""
     if not path.exists():
         orphans = [p for p in _side_files(path) if p.exists()]
         return "missing", keep_aside(path) if orphans else None, []
-    try:
-        condition = _look(path)
-    except StateError as exc:
-        raise StateError(f"{exc}; give the run another --state, or move the file away") from None
+    condition = _look_for_run(path)
     if condition == "empty":
         return condition, keep_aside(path), ["the file is empty"]
     if condition == "damaged":
