@@ -2,7 +2,8 @@
 # SQLite file, and its schema, every transition with its durability, the crash table that
 # reasons about them and the adoption of other splits' records are read together (the
 # docstring and the schema are a quarter of it). Cut it where a new table brings its own.
-# (Checking a store as it is opened, and rebuilding a lost one, are `state_guard.py`'s.)
+# (Its files and lock are `state_files.py`'s; checking a store as it is opened, and rebuilding
+# a lost one, `state_guard.py`'s: neither speaks to SQLite.)
 """The state store: one SQLite file per output tree; the only module that touches SQLite.
 
 Default location `{output}/.stemsweep/state.db` (`--state` overrides). The file is opened
@@ -38,9 +39,7 @@ There is one writer, the `run`/`retry` process. It holds an exclusive `flock` on
 `state.db.lock` next to the database for its whole life (the OS drops it when the process
 dies, even on `kill -9`); a second writer is refused with `StateLockedError`. `plan` and
 `status` open the store read-only and take no lock. No path of the store is used through a
-symbolic link (`refuse_links`: the database, its `-wal`, `-shm` and `-journal` files, the
-lock, which is also opened with `O_NOFOLLOW`): a link planted there could make a run write
-through it to a file outside the tree.
+symbolic link (`state_files`: the lock, and the links refused before SQLite opens a file).
 
 Every error of sqlite3 becomes a `StateError` here (exit 2), naming the file and what to do:
 a store that cannot be read or written stops the run, since nothing could be recorded.
@@ -66,7 +65,6 @@ Nothing secret is stored: no API key, no URL.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -78,16 +76,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from orchestrator.errors import StateError, StateLockedError, UsageError
+from orchestrator.errors import StateError, UsageError
 from orchestrator.jobs import Shard
 from orchestrator.lifecycle import Recorded, Status
+from orchestrator.state_files import STATE_DIR, lock, refuse_links
 
-STATE_DIR = ".stemsweep"
 STATE_FILE = "state.db"
-LOCK_SUFFIX = ".lock"
 SCHEMA_VERSION = 3
-# The files SQLite keeps next to a database, besides the lock of ours.
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -434,11 +429,6 @@ class StateStore:
             ).fetchone()
         return int(row[0])
 
-    def is_empty(self) -> bool:
-        """Whether no job is recorded at all."""
-        with _translated(self.path, doing="read"):
-            return self._conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
-
     # -- writing: one durable transaction per call ----------------------------------------
 
     def commit_key(
@@ -761,52 +751,6 @@ def _job_row(row: tuple[object, ...]) -> JobRecord:
         updated_at=str(updated_at),
         key_at=None if key_at is None else str(key_at),
     )
-
-
-def lock(path: Path) -> int:
-    """Take the writer's lock of the store at `path` (creating its folder), or raise
-    `StateLockedError`; `StateError` when the lock's path is a symbolic link."""
-    refuse_links(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + LOCK_SUFFIX)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise StateError(
-            f"state lock {lock_path} cannot be opened: {exc.strerror or exc}"
-            + (" (a symbolic link: remove it)" if os.path.islink(lock_path) else "")
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise StateLockedError(
-            f"another stemsweep run is using {path} (pid {holder}); wait for it to finish, "
-            "or give this run its own --state"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    return fd
-
-
-def store_paths(path: Path) -> list[Path]:
-    """The files of the store at `path`: the database, SQLite's files next to it, the lock."""
-    return [path, *(path.with_name(path.name + s) for s in (*SQLITE_SIDE_FILES, LOCK_SUFFIX))]
-
-
-def refuse_links(path: Path) -> None:
-    """`StateError` when a file of the store at `path` (`store_paths`), or the tree's
-    `.stemsweep` folder that holds it, is a symbolic link: SQLite follows a link at the
-    database's path, and a run would write through it outside the tree."""
-    folder = path.parent
-    planted = [folder] if folder.name == STATE_DIR and folder.is_symlink() else []
-    planted += [p for p in store_paths(path) if p.is_symlink()]
-    if planted:
-        raise StateError(
-            f"{planted[0]} is a symbolic link; stemsweep never reads or writes its state "
-            "through one: remove it (or give the run another --state)"
-        )
 
 
 def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:

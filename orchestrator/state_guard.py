@@ -41,15 +41,8 @@ from pathlib import Path
 from orchestrator.errors import StateError
 from orchestrator.lifecycle import Status
 from orchestrator.paths import JOB_FILE, is_safe_name
-from orchestrator.state import (
-    SQLITE_SIDE_FILES,
-    JobRecord,
-    StateStore,
-    StemRow,
-    lock,
-    refuse_links,
-    utc_now,
-)
+from orchestrator.state import JobRecord, StateStore, StemRow, utc_now
+from orchestrator.state_files import SQLITE_SIDE_FILES, lock, refuse_links
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MAX_JOB_FILE_BYTES = 1 << 20  # a job.json of a handful of stems is about 1 KiB

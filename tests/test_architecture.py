@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "catalog",
             "files",
             "paths",
+            "state_files",
             "state",
             "state_guard",
             "manifest_yaml",
