@@ -20,13 +20,13 @@ A kept-alive connection can hold bytes the host sent past the end of a body (a m
 proxy or CDN does that), and the next GET on it would read them as its own answer: a wrong
 file under the next stem's name (RFC 9112 section 6.3: such bytes must never be taken as a
 response). Closing costs a connection per stem, which does not show against stems of
-megabytes: in 7 alternating runs of the downloads benchmark (1 GiB of 16 MiB stems) on the
-shared benchmark machine, with keep-alive and without, the medians were 475 and 464 MiB/s,
-1.04 and 1.01 s of CPU per GiB, within the runs' spread (323-645 and 354-702 MiB/s). Over
-TLS each stem also costs a handshake (not measured here). (README, "Performance".) A body is
-framed by its `Content-Length` or by chunked encoding (`download.require_framing`); one that
-ends only when the connection closes is refused, since a cut connection would look like its
-end.
+megabytes: in alternating runs of the downloads benchmark (1 GiB of 16 MiB stems), with
+keep-alive and without, the medians were 806 and 768 MiB/s and 0.76 and 0.75 s of CPU per
+GiB on a quiet machine (3 pairs), 475 and 464 MiB/s on a busy one (7 pairs), within the
+runs' spread (README, "Performance"); over TLS each stem also costs a handshake (not
+measured here). A body is framed by its `Content-Length` or by chunked encoding
+(`download.require_framing`); one that ends only when the connection closes is refused,
+since a cut connection would look like its end.
 
 A caller that is cancelled abandons its worker thread: the thread is told to stop, its
 socket is shut down so that a blocked read returns at once, and whatever it received is
