@@ -22,11 +22,14 @@ and headers.
 
 A download hop is received by aiohttp on the event loop, except GETs to a storage origin
 that has already announced a body longer than one chunk: those run in a worker thread
-(`storage`). Either way a download GET has a connection of its own, closed after its answer
-(the download session's connector closes every connection it is given back), so bytes a host
-sends past the end of a body are never read as the next GET's answer; API calls keep theirs
-alive in the API session. aiohttp is the cheaper of the two for short bodies (no thread hop:
-a 3,000-job run of 16 KiB stems took 0.5-1 ms more CPU per job through threads), the thread
+(`storage`). Either way a GET to a storage host has a connection of its own, closed after
+its answer (the download session's connector closes every connection it is given back), so
+bytes a host sends past the end of a body are never read as the next file; a hop that lands
+on the API host (a redirect to the storage host, no file's bytes) shares the API calls'
+kept-alive connections. A connection per stem costs about 0.25 ms of CPU: nothing against
+stems of megabytes, 0.6 ms per job in the `cpu` benchmark's 16 KiB stems (README,
+"Performance"). aiohttp is the cheaper of the two for short bodies (no thread hop: a
+3,000-job run of 16 KiB stems took 0.5-1 ms more CPU per job through threads), the thread
 for long ones (the bytes never pass through the event loop: 1 GiB of 16 MiB stems took 0.75
 s of CPU instead of 1.7 s, and 20% less time).
 """
@@ -335,7 +338,10 @@ class Transport:
         A storage origin whose answer announces a body longer than one chunk is noted:
         its later GETs go to `storage`, in worker threads (see `get`).
         """
-        async with self._response(url, headers) as response:
+        # A hop to the API host shares the API calls' kept-alive connections (a redirect, no
+        # file's bytes); any other host's bytes come on a connection of their own.
+        session = self._http if to_api else self._download_http
+        async with self._response(session, url, headers) as response:
             if to_api:
                 self._pacer.note_reply(response.status, self._pacer.retry_after(response.headers))
             if response.status == 200:
@@ -351,11 +357,11 @@ class Transport:
 
     @asynccontextmanager
     async def _response(
-        self, url: URL, headers: dict[str, str]
+        self, session: aiohttp.ClientSession, url: URL, headers: dict[str, str]
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One GET without following redirects; transport errors translated."""
         try:
-            async with self._download_http.get(
+            async with session.get(
                 url, headers=headers, allow_redirects=False, timeout=self._download_timeout
             ) as response:
                 yield response
