@@ -8,6 +8,11 @@ token sent to the API's own origin only, failures translated into `orchestrator.
 and `pacing.Pacer` holds every API request of every caller to `requests_per_second` and
 pauses them all after a 429.
 
+An API that answers nothing (every call ending in a connection error or a 5xx, after its
+retries) for `outage_after` seconds (5 minutes by default) stops the run with
+`ApiUnavailableError`: past that point each job would only fail the same way in turn, and
+a later run resumes them all. A 429 or any 4xx is an answer.
+
 Retries use stamina, only on what is worth retrying: 429, 5xx, dropped connections, timeouts,
 short bodies, and, on submissions, `IDEMPOTENT_REPLAY_IN_PROGRESS` and `CONFLICT` (the API's
 "retry later with the same key"). A submission is always retried with the caller's key, and
@@ -34,7 +39,13 @@ from yarl import URL
 
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key
-from orchestrator.errors import ApiError, DownloadError, RetryableApiError, RetryableDownloadError
+from orchestrator.errors import (
+    ApiError,
+    ApiUnavailableError,
+    DownloadError,
+    RetryableApiError,
+    RetryableDownloadError,
+)
 from orchestrator.files import Downloaded, Staged, commit_one
 from orchestrator.logs import redact_url
 from orchestrator.pacing import Pacer
@@ -46,14 +57,15 @@ from orchestrator.wire import (
     Project,
     Quote,
     Task,
+    TaskHistory,
     UploadSlot,
     parse_created,
     parse_project,
     parse_quote,
     parse_task,
+    parse_task_history,
     parse_upload_slot,
     task_id_of,
-    task_list,
 )
 
 DEFAULT_READ_TIMEOUT = 60.0
@@ -63,6 +75,8 @@ DEFAULT_WAIT_MAX = 60.0
 DEFAULT_WAIT_JITTER = 1.0
 DEFAULT_MAX_PAUSE = 600.0
 """The longest a single 429 may pause the client, whatever its `Retry-After` says."""
+DEFAULT_OUTAGE_AFTER = 300.0
+"""Seconds without any answer from the API after which a run stops (module docstring)."""
 MAX_REDIRECTS = 5
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 
@@ -99,6 +113,7 @@ class YoukaClient:
         wait_jitter: float = DEFAULT_WAIT_JITTER,
         max_pause: float = DEFAULT_MAX_PAUSE,
         retry_timeout: float | None = None,
+        outage_after: float = DEFAULT_OUTAGE_AFTER,
     ) -> None:
         require_key(api_key)
         self._pacer = Pacer(
@@ -117,6 +132,9 @@ class YoukaClient:
             "wait_jitter": wait_jitter,
         }
         self._retry_timeout = retry_timeout
+        self._clock = clock
+        self._outage_after = outage_after
+        self._last_answer = clock.now()  # when the API last answered anything
         self._transport = Transport(
             base,
             api_key,
@@ -176,9 +194,11 @@ class YoukaClient:
         )
         task_id = task_id_of(data) if isinstance(data, Mapping) else None
         if not task_id:
-            raise ApiError(
+            # Accepted, but which task it started is unknown: never a failure (a `retry`
+            # would start a second separation); the job stays `submitting`, reconciled later.
+            raise RetryableApiError(
                 f"POST {self._transport.url('projects', project_id, 'tasks', 'stem-separation')}: "
-                "the answer holds no taskId",
+                "the answer holds no usable taskId",
                 status=200,
             )
         return task_id
@@ -199,11 +219,11 @@ class YoukaClient:
         except ValueError as exc:
             raise ApiError(f"GET /projects/{project_id}: {exc}", status=200) from None
 
-    async def project_tasks(self, project_id: str) -> list[Task]:
-        """`GET /projects/{id}/tasks`: the project's task history."""
+    async def project_tasks(self, project_id: str) -> TaskHistory:
+        """`GET /projects/{id}/tasks`: the project's task history, and whether it is whole."""
         data = await self._call("api", "GET", ("projects", project_id, "tasks"))
         try:
-            return [parse_task(item) for item in task_list(data)]
+            return parse_task_history(data)
         except ValueError as exc:
             raise ApiError(f"GET /projects/{project_id}/tasks: {exc}", status=200) from None
 
@@ -338,7 +358,30 @@ class YoukaClient:
         key: str | None = None,
     ) -> Any:
         url = self._transport.url(*segments)
-        return await self._with_retries(lambda: self._transport.call(kind, method, url, body, key))
+        try:
+            data = await self._with_retries(
+                lambda: self._transport.call(kind, method, url, body, key)
+            )
+        except RetryableApiError as exc:
+            if exc.status == 0 or exc.status >= 500:  # no answer, or a failing one
+                self._stop_when_silent(exc)
+            else:
+                self._last_answer = self._clock.now()
+            raise
+        except ApiError:
+            self._last_answer = self._clock.now()  # a refusal is an answer
+            raise
+        self._last_answer = self._clock.now()
+        return data
+
+    def _stop_when_silent(self, last: RetryableApiError) -> None:
+        """`ApiUnavailableError` when the API has answered nothing for `outage_after`."""
+        silent = self._clock.now() - self._last_answer
+        if silent >= self._outage_after:
+            raise ApiUnavailableError(
+                f"the API at {redact_url(self.base_url)} answered no call for {silent:.1f}s "
+                f"(the last: {last}); the run stopped, nothing is lost: run it again later"
+            ) from None
 
     async def _download_once(self, url: str, dest: Path) -> Staged:
         current = URL(url, encoded=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from functools import wraps
 from pathlib import Path
@@ -29,7 +29,7 @@ from orchestrator.extras import missing_extra
 from orchestrator.output import JSON, Group, answer, answer_run, fail
 
 if TYPE_CHECKING:
-    from orchestrator.jobs import Shard
+    from orchestrator.jobs import JobId, Shard
     from orchestrator.simulator.server import Simulator
     from orchestrator.spec import SimulatorSpec
 
@@ -264,6 +264,7 @@ def _sweep(
     log_format: str | None,
     no_progress: bool,
     as_json: bool,
+    resend: Sequence[str] = (),
 ) -> None:
     import logging
 
@@ -279,6 +280,7 @@ def _sweep(
 
     shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)
+    resending = _parse_resend(resend)
     secrets = [os.environ.get(ENV_API_KEY, "")]
     show_progress = not no_progress and sys.stderr.isatty()
     tally = Tally()
@@ -302,6 +304,7 @@ def _sweep(
             tally=tally,
             handle_signals=True,
             local_api=None if manifest.api.simulator is None else _simulator_for(manifest.path),
+            resend=resending,
         )
 
     if show_progress:
@@ -368,9 +371,10 @@ def run(
     YOUKA_API_KEY only.
 
     Exit status: 0 every job done, 1 some failed (listed in the summary), 2 unusable
-    manifest, arguments, key or state, 130 interrupted. After anything but 0, a `next:`
-    line says what to run next. With --json, stdout holds only the envelope, whose data is
-    the summary (as in summary.json).
+    manifest, arguments, key or state, 3 the API unreachable or failing (nothing is lost:
+    run again later), 130 interrupted. After anything but 0, a `next:` line says what to
+    run next. With --json, stdout holds only the envelope, whose data is the summary (as in
+    summary.json).
 
     \b
     Example:
@@ -383,6 +387,14 @@ def run(
 
 @cli.command()
 @_sweep_options
+@click.option(
+    "--resend",
+    metavar="PROJECT:MODEL",
+    multiple=True,
+    help="Re-send the recorded key of this job that needs attention (repeatable; `all`: every "
+    "such job). The API answers with its earlier task while it remembers the key; otherwise "
+    "a new separation starts, and is charged.",
+)
 @_friendly
 def retry(
     manifest: Path,
@@ -393,42 +405,66 @@ def retry(
     log_format: str | None,
     no_progress: bool,
     as_json: bool,
+    resend: tuple[str, ...],
 ) -> None:
-    """Like `run`, and also give failed, cancelled and timed-out separations another go.
+    """Like `run`, and also give failed, cancelled and stranded separations another go.
 
-    A failed separation is submitted again as the next attempt, with a new idempotency key.
-    A job whose separation succeeded but whose download failed is only downloaded again:
-    it is never separated twice.
+    A failed separation is submitted again as the next attempt, with a new idempotency key;
+    so is a stranded one (separated, but its stems are no longer listed): each is a new
+    separation, which costs credits. A job whose separation succeeded but whose download
+    failed is only downloaded again: it is never separated twice. A job that needs
+    attention is left alone unless named with --resend.
 
     \b
     Example:
       stemsweep retry jobs/nightly.yaml
+      stemsweep retry jobs/nightly.yaml --resend prj_a:mdx23c
     """
-    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress, as_json)
+    _sweep("retry", manifest, out, api_url, state, shard, log_format, no_progress, as_json, resend)
+
+
+def _parse_resend(values: Sequence[str]) -> Callable[[JobId], bool]:
+    """Which jobs `--resend` names: `PROJECT:MODEL` each, or `all`."""
+    from orchestrator.errors import UsageError
+    from orchestrator.jobs import JobId
+
+    if "all" in values:
+        return lambda job: True
+    named: set[JobId] = set()
+    for value in values:
+        project, sep, model = value.partition(":")
+        if not sep or not project or not model:
+            raise UsageError(f"--resend takes PROJECT:MODEL or all, got {value[:80]!r}")
+        named.add(JobId(project, model))
+    return named.__contains__
 
 
 def _open_state(
     manifest_path: Path, out: Path | None, state: Path | None, shard: Shard | None
 ) -> Any:
-    """The manifest, output folder, state path and a read-only store for `plan`/`status`.
+    """The manifest, output folder, state path, a read-only store for `plan`/`status`, the
+    tree's other splits and a note on the store (`state_guard.open_for_reading`).
 
     Without `--state`, the store is the tree's as a run would see it: its own records plus
     those of the tree's other splits (`StateStore.open_view`), which are listed after the
-    state line.
+    state line. A store missing, empty or damaged is read as the next run rebuilds it.
     """
     from orchestrator.manifest import load_manifest
-    from orchestrator.state import StateStore, default_state_path, other_splits
+    from orchestrator.state import default_state_path, other_splits
+    from orchestrator.state_guard import open_for_reading
 
     manifest = load_manifest(manifest_path)
     out = out if out is not None else manifest.output
-    if state is not None:
-        return manifest, out, state, StateStore.open_reader(state), []
-    state_path = default_state_path(out, shard)
-    others = other_splits(out, shard)
-    return manifest, out, state_path, StateStore.open_view(state_path, others), others
+    wanted = (lambda _: True) if shard is None else shard.has_project
+    state_path = state if state is not None else default_state_path(out, shard)
+    others = [] if state is not None else other_splits(out, shard)
+    store, note = open_for_reading(state_path, others, out, wanted)
+    return manifest, out, state_path, store, others, note
 
 
-def _state_head(state_path: Path, others: list[Path], shard: Shard | None) -> dict[str, Any]:
+def _state_head(
+    state_path: Path, others: list[Path], shard: Shard | None, note: str | None
+) -> dict[str, Any]:
     from orchestrator.views import state_data
 
     return state_data(
@@ -436,6 +472,7 @@ def _state_head(state_path: Path, others: list[Path], shard: Shard | None) -> di
         exists=state_path.exists(),
         others=[str(p) for p in others],
         shard=None if shard is None else str(shard),
+        note=note,
     )
 
 
@@ -500,14 +537,14 @@ def plan(
     from orchestrator.views import PlanRow, plan_data, plan_rows, quote_data, render_plan
 
     chosen = _parse_shard(shard)
-    loaded, out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
+    loaded, out_dir, state_path, store, others, note = _open_state(manifest, out, state, chosen)
     mode = Mode.RETRY if as_retry else Mode.RUN
     head = {
         "manifest": str(loaded.path),
         "name": loaded.name,
         "output": str(out_dir),
         "mode": str(mode),
-        **_state_head(state_path, others, chosen),
+        **_state_head(state_path, others, chosen, note),
     }
     with store:
 
@@ -604,13 +641,13 @@ def status(
     from orchestrator.views import render_status, status_data, status_tally
 
     chosen = _parse_shard(shard)
-    loaded, _out_dir, state_path, store, others = _open_state(manifest, out, state, chosen)
+    loaded, _out_dir, state_path, store, others, note = _open_state(manifest, out, state, chosen)
     with store:
         ledger = Ledger(store)
         songs = song_job_ids(songs_for_reading(loaded, ledger, chosen), ledger)
         jobs = chain(songs, select_shard(iter_jobs(loaded), chosen))
         tally = status_tally(jobs, lookup=store.get)
-    data = status_data(tally, head=_state_head(state_path, others, chosen))
+    data = status_data(tally, head=_state_head(state_path, others, chosen, note))
     answer(data, render_status, as_json=as_json)
 
 

@@ -5,11 +5,15 @@ its final folder, hashed on the way; `receive` does the same in a worker thread,
 blocking reader) and put in place later by `files.commit`, with the other files of its job.
 `digest_matches` checks a file already in place against its recorded digest.
 
-Errors (`orchestrator.errors`): `DownloadError` for a body that cannot be written,
-`RetryableDownloadError` for a failure worth another attempt (a body shorter or longer than
-announced). Transport errors of aiohttp raised while streaming are let through unchanged,
-after the temporary file is removed: `transport.py` translates them, in one place with every
-other HTTP error.
+A body is taken only when its end is known: its `Content-Length`, or the last chunk of a
+chunked body (`require_framing`); its length must be the declared one, and its type is the
+`Content-Type` of the response that delivered it.
+
+Errors (`orchestrator.errors`): `DownloadError` for a body that cannot be written or has no
+framing, `RetryableDownloadError` for a failure worth another attempt (a body shorter or
+longer than announced). Transport errors of aiohttp raised while streaming are let through
+unchanged, after the temporary file is removed: `transport.py` translates them, in one place
+with every other HTTP error.
 """
 
 from __future__ import annotations
@@ -103,6 +107,38 @@ def declared_length(headers: Headers) -> int | None:
     return int(raw)
 
 
+def is_chunked(headers: Headers) -> bool:
+    """Whether the body is sent in chunks (`Transfer-Encoding` ending in `chunked`)."""
+    codings = (headers.get("Transfer-Encoding") or "").lower().split(",")
+    return codings[-1].strip() == "chunked"
+
+
+def require_framing(headers: Headers) -> int | None:
+    """The length a body must have (`declared_length`: None when chunked or encoded);
+    `DownloadError` when the body has neither a `Content-Length` nor chunked encoding.
+
+    Such a body ends when the connection closes, so a connection cut halfway would look
+    like its end (RFC 9112 section 6.3): its length could not be checked, and it is never
+    recorded. A `Content-Length` that is not one plain number counts as none.
+    """
+    if is_chunked(headers):
+        return None
+    raw = headers.get("Content-Length")
+    if raw is None or not raw.strip().isdigit():
+        raise DownloadError(
+            "the storage host sent a body with neither a valid Content-Length nor chunked "
+            f"encoding (Content-Length: {_shown_header(raw)}): a cut connection could not "
+            "be told from its end"
+        )
+    return declared_length(headers)
+
+
+def _shown_header(value: str | None) -> str:
+    if value is None:
+        return "none"
+    return repr(value if len(value) <= 40 else value[:39] + "…")
+
+
 async def stage(
     response: aiohttp.ClientResponse,
     final_path: Path,
@@ -111,15 +147,16 @@ async def stage(
 ) -> Staged:
     """Receive `response`'s body for `final_path`, hashing it and checking its length.
 
-    A body of at most `chunk_size` declared bytes stays in memory: no disk work and no thread
-    hop until `commit`. A longer one is streamed to a temporary file; each chunk is hashed and
-    written in one worker-thread call, so hashing runs beside the event loop. On any error,
-    cancellation included, the temporary file is removed and the error propagates:
-    `RetryableDownloadError` for a length mismatch, `DownloadError` for a local I/O failure,
-    aiohttp's own exception for a transport failure.
+    The body must be framed (`require_framing`). A body of at most `chunk_size` declared
+    bytes stays in memory: no disk work and no thread hop until `commit`. A longer one is
+    streamed to a temporary file; each chunk is hashed and written in one worker-thread
+    call, so hashing runs beside the event loop. On any error, cancellation included, the
+    temporary file is removed and the error propagates: `RetryableDownloadError` for a
+    length mismatch, `DownloadError` for a local I/O failure, aiohttp's own exception for a
+    transport failure.
     """
     content_type = response.headers.get("Content-Type")
-    declared = declared_length(response.headers)
+    declared = require_framing(response.headers)
     if declared is not None and declared <= chunk_size:
         return in_memory(await response.read(), final_path, declared, content_type)
     staged, out = await anyio.to_thread.run_sync(_open_staged, final_path, content_type)

@@ -33,7 +33,10 @@ What a failure does to a job (its status, what the state is told, the reason) is
 `job.done` or `job.failed` log line). A separation the client gives up on (past
 `poll.timeout`, or a POST never confirmed) frees its slots: the client cannot see it any
 more, and the next run picks it up again. A task resumed from an earlier run gets a whole
-`poll.timeout` from the moment it is resumed. A key the API rejects mid-run stops the run.
+`poll.timeout` from the moment it is resumed. A key recorded without its task (`submitting`
+when the run starts) is reconciled first (`recovery`). A key the API rejects mid-run, an
+API that stopped answering, or a state store that cannot be written stops the run
+(`RUN_STOPPERS`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,14 @@ from orchestrator.api import YoukaClient
 from orchestrator.budget import Budget, original_seconds
 from orchestrator.clock import Clock
 from orchestrator.delivery import DOWNLOAD_CONCURRENCY, EXPIRED_URL_ROUNDS, Delivery, Undelivered
-from orchestrator.errors import ApiError, CredentialsError, InsufficientCreditsError, StemsweepError
+from orchestrator.errors import (
+    ApiError,
+    ApiUnavailableError,
+    CredentialsError,
+    InsufficientCreditsError,
+    StateError,
+    StemsweepError,
+)
 from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
 from orchestrator.ledger import Ledger, OverBudget
 from orchestrator.lifecycle import (
@@ -59,7 +69,6 @@ from orchestrator.lifecycle import (
     Consequence,
     Fault,
     Mode,
-    Record,
     Status,
     Step,
     decide,
@@ -71,6 +80,8 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
+from orchestrator.outcomes import Outcomes
+from orchestrator.recovery import Recovery, resend_command
 from orchestrator.scheduling import (
     ALL_GATES,
     SEPARATION_GATES,
@@ -82,13 +93,15 @@ from orchestrator.scheduling import (
 from orchestrator.songs import Song, SongSteps
 from orchestrator.spec import Manifest, resolve_key_scope
 from orchestrator.state import JobRecord, StateStore
-from orchestrator.tally import DOWNLOADING, WAITING, Failure, Note, Tally
+from orchestrator.tally import DOWNLOADING, WAITING, Tally
 from orchestrator.wire import Project
 
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
 # while later jobs go, so the buffer must span many projects (manifests are project-major).
 LOOKAHEAD_MIN = 1024
 LOOKAHEAD_PER_SLOT = 16
+# Errors that end the whole run, not one job: every other job would fail the same way.
+RUN_STOPPERS = (CredentialsError, ApiUnavailableError, StateError)
 
 log = get_logger()
 
@@ -109,9 +122,11 @@ class Engine:
         *,
         shard: Shard | None = None,
         songs: list[Song] | None = None,
+        resend: Callable[[JobId], bool] = lambda job: False,
     ) -> None:
         self.manifest = manifest
         self.shard = shard
+        self.resend = resend
         self.mode = mode
         self.store = store
         self.client = client
@@ -136,6 +151,14 @@ class Engine:
         self.reads = SharedReads(client)
         self.delivery = Delivery(
             out, client, self.reads, manifest.download_types, places=self.songs.places
+        )
+        self.outcomes = Outcomes(store, tally)
+        out_given = None if out == manifest.output else out
+        self.recovery = Recovery(
+            client,
+            self.outcomes,
+            manifest.idempotency_window,
+            command=lambda job: resend_command(manifest.path, job, shard=shard, out=out_given),
         )
         self._room = anyio.Event()
         self._idle = anyio.Event()
@@ -162,8 +185,9 @@ class Engine:
                     await self._idle.wait()
                 self.finished = True
                 tg.cancel_scope.cancel()  # the poll loop and the signal watcher
-        except* CredentialsError as group:
-            # The key stopped working mid-run: report it as such, not as a task group error.
+        except* RUN_STOPPERS as group:
+            # The key stopped working, the API went silent, the state cannot be written:
+            # report it as such, not as a task group error.
             raise group.exceptions[0] from None
 
     async def _stop_on_signal(self, tg: TaskGroup) -> None:
@@ -200,7 +224,7 @@ class Engine:
 
     def wait(self, ticket: Ticket) -> None:
         """Show a job as waiting (a song's other models wait for its project)."""
-        self._show(ticket, WAITING)
+        self.outcomes.show(ticket, WAITING)
 
     async def _ticket(self, job: JobId) -> Ticket | None:
         """Decide a job from its recorded state; None when there is nothing to run."""
@@ -212,16 +236,23 @@ class Engine:
             files_ok = verified is not None
             if verified:
                 self.store.record_verified(job.project, job.model, verified)
-        decision = decide(row.recorded() if row else None, files_ok=files_ok, mode=self.mode)
+        decision = decide(
+            row.recorded() if row else None,
+            files_ok=files_ok,
+            mode=self.mode,
+            resend=self.resend(job),
+        )
         ticket = Ticket(job, decision, row)
         if decision.action is Action.SKIP_DONE:
-            self._show(ticket, Status.DONE)
-            self._note(ticket, row)
+            self.outcomes.show(ticket, Status.DONE)
+            self.outcomes.note(ticket, row)
             log.info("job.done", project=job.project, model=job.model, already=True)
             return None
         if decision.action is Action.REPORT_FAILED:
             assert row is not None
-            self._fail(ticket, row.status, row.attempt, reported_again(row.status, row.error))
+            self.outcomes.fail(
+                ticket, row.status, row.attempt, reported_again(row.status, row.error)
+            )
             return None
         return ticket
 
@@ -249,13 +280,15 @@ class Engine:
                 if not separated:
                     return
             await self._deliver(ticket)
-        except CredentialsError:
-            raise  # the key stopped working: every other job would fail the same way
+        except RUN_STOPPERS:
+            raise  # every other job would fail the same way
         except StemsweepError as exc:
             # Anything else ends this job only; its state row says where it stopped.
             row = self.store.get(ticket.job.project, ticket.job.model)
             status = row.status if row is not None else Status.PENDING
-            self._fail(ticket, status, ticket.decision.attempt, UNEXPECTED.explain(error=exc))
+            self.outcomes.fail(
+                ticket, status, ticket.decision.attempt, UNEXPECTED.explain(error=exc)
+            )
         finally:
             self._release(ticket, ALL_GATES)
             self._live -= 1
@@ -270,6 +303,11 @@ class Engine:
         row: JobRecord | None = ticket.row
         resubmits = 0
         while True:
+            if action is Action.RECONCILE:  # what did the recorded key start? (`recovery`)
+                found = await self.recovery.settle(ticket)
+                if found is None:
+                    return False
+                action, row = found, ticket.row
             if action is Action.RESUME_POLL:
                 assert row is not None and row.task_id is not None
                 task_id = row.task_id
@@ -293,7 +331,7 @@ class Engine:
                 if submitted is None:
                     return False
                 task_id = submitted
-            self._show(ticket, Status.SUBMITTED)
+            self.outcomes.show(ticket, Status.SUBMITTED)
             ended = await self._wait(
                 ticket, task_id, attempt, fresh=action is not Action.RESUME_POLL
             )
@@ -307,7 +345,7 @@ class Engine:
                 log.info("job.resubmitting", project=job.project, model=job.model, attempt=attempt)
                 continue  # the slots pass from the failed separation to the new one
             assert consequence.status is not None
-            self._fail(ticket, consequence.status, attempt, reason)
+            self.outcomes.fail(ticket, consequence.status, attempt, reason)
             return False
 
     async def _commit_key(self, ticket: Ticket, attempt: int) -> str | None:
@@ -315,14 +353,14 @@ class Engine:
         ceiling); None when the job cannot go on."""
         job = ticket.job
         if self.budget.stopped_by is not None:  # not even a read for a job that cannot go
-            self._give_up(
+            self.outcomes.give_up(
                 ticket, Step.READ, Fault.OVER_BUDGET, attempt, error=self.budget.stopped_by
             )
             return None
         try:
             project = await self.reads.project(job.project)
         except ApiError as exc:
-            self._give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
+            self.outcomes.give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
             return None
         known = [s.id for s in project.stems if s.model == job.model]
         key = idempotency_key(self.scope, job.project, job.model, attempt)
@@ -334,7 +372,9 @@ class Engine:
 
         if not await self._admit(ticket, key, attempt, commit, project):
             return None
-        self._show(ticket, Status.SUBMITTING)
+        if ticket.row is not None and attempt == ticket.decision.attempt > ticket.row.attempt:
+            self.tally.new_attempt(str(ticket.row.status))  # `retry`: a new, charged separation
+        self.outcomes.show(ticket, Status.SUBMITTING)
         return key
 
     async def _admit(
@@ -358,7 +398,7 @@ class Engine:
                 key, subject=job.project, model=job.model, seconds=seconds, commit=commit
             )
         except (OverBudget, ApiError) as exc:  # ApiError: the project could not be read
-            self._give_up(ticket, Step.SUBMIT, Fault.OVER_BUDGET, attempt, error=exc)
+            self.outcomes.give_up(ticket, Step.SUBMIT, Fault.OVER_BUDGET, attempt, error=exc)
             return False
         return True
 
@@ -368,11 +408,11 @@ class Engine:
         try:
             task_id = await self.client.submit(job.project, job.model, key)
         except ApiError as exc:
-            # A POST that may have been applied keeps `submitting`: the next run re-sends the
-            # same key and gets the same task instead of starting a second separation.
+            # A POST that may have been applied keeps `submitting`: the next run finds the
+            # task it started (`recovery`) instead of starting a second separation.
             if isinstance(exc, InsufficientCreditsError):
                 self.budget.refused(key, str(exc))  # nothing started: no further submission
-            self._give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
+            self.outcomes.give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
             return None
         self.store.mark_submitted(job.project, job.model, task_id)
         log.info(
@@ -415,9 +455,9 @@ class Engine:
             consequence = on_failure(Step.POLL, fault)
             assert consequence.status is not None
             status = consequence.status
-            self._record(job, consequence, attempt, facts)
+            self.outcomes.record(job, consequence, attempt, facts)
             ended = consequence, consequence.explain(**facts)
-        self._show(ticket, status)
+        self.outcomes.show(ticket, status)
         log.info(
             "job.separated" if status is Status.SUCCEEDED else "job.separation_ended",
             project=job.project,
@@ -434,11 +474,11 @@ class Engine:
         job = ticket.job
         row = self.store.get(job.project, job.model)
         assert row is not None
-        self._show(ticket, DOWNLOADING)
+        self.outcomes.show(ticket, DOWNLOADING)
         outcome = await self.delivery.deliver(job, row)
         if isinstance(outcome, Undelivered):
             facts = {"error": outcome.error, "model": job.model, "rounds": EXPIRED_URL_ROUNDS}
-            self._give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)
+            self.outcomes.give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)
             return
         self.store.mark_done(
             job.project,
@@ -447,8 +487,8 @@ class Engine:
             missing_types=outcome.missing,
             unsafe_types=outcome.unsafe,
         )
-        self._show(ticket, Status.DONE)
-        self._note(ticket, self.store.get(job.project, job.model))
+        self.outcomes.show(ticket, Status.DONE)
+        self.outcomes.note(ticket, self.store.get(job.project, job.model))
         log.info(
             "job.done",
             project=job.project,
@@ -461,61 +501,6 @@ class Engine:
             unsafe_types=list(outcome.unsafe),
         )
 
-    # -- bookkeeping ---------------------------------------------------------------------
-
-    def _give_up(
-        self, ticket: Ticket, step: Step, fault: Fault, attempt: int, **facts: object
-    ) -> None:
-        """The job fails at `step`: recorded and reported as `lifecycle.on_failure` says."""
-        consequence = on_failure(step, fault)
-        assert consequence.status is not None
-        self._record(ticket.job, consequence, attempt, facts)
-        self._fail(ticket, consequence.status, attempt, consequence.explain(**facts))
-
-    def _record(
-        self, job: JobId, consequence: Consequence, attempt: int, facts: dict[str, object]
-    ) -> None:
-        """Tell the state store what `consequence` says it is told."""
-        error = consequence.stored_error(**facts)
-        project, model = job.project, job.model
-        if consequence.record is Record.SKIPPED:
-            self.store.mark_skipped(project, model, attempt=attempt, error=error)
-        elif consequence.record is Record.ERROR:
-            self.store.record_error(project, model, error)
-        elif consequence.record is Record.FINISHED:
-            assert isinstance(consequence.status, Status)
-            self.store.mark_finished(project, model, consequence.status, error=error)
-        elif consequence.record is Record.DOWNLOAD_FAILED:
-            self.store.mark_download_failed(project, model, error)
-        elif consequence.record is Record.UNSENT:
-            self.store.mark_unsent(project, model, attempt=attempt + 1, error=error)
-
-    def _show(self, ticket: Ticket, status: str) -> None:
-        self.tally.move(ticket.job.model, ticket.shown, str(status))
-        ticket.shown = str(status)
-
     def fail(self, ticket: Ticket, status: str, attempt: int, reason: str) -> None:
         """A job ends the run without being done (a song's, reported by `songs`)."""
-        self._fail(ticket, status, attempt, reason)
-
-    def _fail(self, ticket: Ticket, status: str, attempt: int, reason: str) -> None:
-        job = ticket.job
-        self._show(ticket, status)
-        self.tally.fail(Failure(job.project, job.model, str(status), attempt, reason))
-        log.warning(
-            "job.failed",
-            project=job.project,
-            model=job.model,
-            status=str(status),
-            attempt=attempt,
-            reason=reason,
-        )
-
-    def _note(self, ticket: Ticket, row: JobRecord | None) -> None:
-        if row is None:
-            return
-        job = ticket.job
-        if row.missing_types:
-            self.tally.note(Note(job.project, job.model, "missing", row.missing_types))
-        if row.unsafe_types:
-            self.tally.note(Note(job.project, job.model, "unsafe", row.unsafe_types))
+        self.outcomes.fail(ticket, status, attempt, reason)

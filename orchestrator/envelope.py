@@ -18,11 +18,15 @@ Error codes:
     INVALID_MANIFEST   the manifest does not validate                          exit 2
     UNAUTHORIZED       YOUKA_API_KEY missing, empty or rejected                 exit 2
     STATE_LOCKED       another run holds the state store                        exit 2
+    STATE_ERROR        the state cannot be used: a link, not a state file, SQLite exit 2
+                       refused a read or a write
     MISSING_EXTRA      the command needs an extra that is not installed         exit 2
     USAGE_ERROR        anything else to change before running: arguments...     exit 2
     JOBS_NOT_DONE      the run ended with jobs not done (listed in data)        exit 1
+    API_UNAVAILABLE    the API could not be reached, or failed every call for   exit 3
+                       long: nothing is lost, the same command resumes later
     STOPPED            the run stopped early (`stopped_by` in data), or ended   its own
-                       with an exit code other than 0, 1 and 130
+                       with an exit code other than 0, 1, 3 and 130
     INTERRUPTED        Ctrl-C or SIGTERM; with data when a run was going        exit 130
     API_ERROR, DOWNLOAD_ERROR, ERROR   other failures                           exit 1
 """
@@ -37,9 +41,11 @@ from typing import Any
 
 from orchestrator.errors import (
     ApiError,
+    ApiUnavailableError,
     CredentialsError,
     DownloadError,
     ManifestError,
+    StateError,
     StateLockedError,
     StemsweepError,
     UsageError,
@@ -48,6 +54,8 @@ from orchestrator.errors import (
 INVALID_MANIFEST = "INVALID_MANIFEST"
 UNAUTHORIZED = "UNAUTHORIZED"
 STATE_LOCKED = "STATE_LOCKED"
+STATE_ERROR = "STATE_ERROR"
+API_UNAVAILABLE = "API_UNAVAILABLE"
 MISSING_EXTRA = "MISSING_EXTRA"
 USAGE_ERROR = "USAGE_ERROR"
 JOBS_NOT_DONE = "JOBS_NOT_DONE"
@@ -60,7 +68,9 @@ ERROR_CODES: tuple[tuple[type[StemsweepError], str], ...] = (
     (ManifestError, INVALID_MANIFEST),
     (CredentialsError, UNAUTHORIZED),
     (StateLockedError, STATE_LOCKED),
+    (StateError, STATE_ERROR),
     (UsageError, USAGE_ERROR),
+    (ApiUnavailableError, API_UNAVAILABLE),
     (ApiError, "API_ERROR"),
     (DownloadError, "DOWNLOAD_ERROR"),
     (StemsweepError, "ERROR"),
@@ -99,6 +109,8 @@ def run_failure(summary: Mapping[str, Any]) -> tuple[str, str] | None:
     if summary.get("interrupted"):
         return INTERRUPTED, "interrupted: the state is consistent, the same command resumes"
     if summary.get("stopped_by"):
+        if summary["exit_code"] == ApiUnavailableError.exit_code:
+            return API_UNAVAILABLE, f"the run was stopped: {summary['stopped_by']}"
         return STOPPED, f"the run was stopped: {summary['stopped_by']}"
     if summary["exit_code"] != 1:
         return STOPPED, f"the run ended with exit code {summary['exit_code']}"

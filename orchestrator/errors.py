@@ -4,7 +4,11 @@
     ├── UsageError                  exit 2: the user must change something before a run
     │   ├── ManifestError           invalid manifest (file, field path, what is allowed)
     │   ├── CredentialsError        YOUKA_API_KEY missing, empty, or rejected by the API
-    │   └── StateLockedError        another run holds the state store
+    │   ├── StateLockedError        another run holds the state store
+    │   └── StateError              the state store cannot be used: not a state file, a
+    │                               symbolic link, a read or write SQLite refused
+    ├── ApiUnavailableError         exit 3: the API was unreachable or kept failing; the run
+    │                               stopped, nothing is lost, run it again later
     ├── ApiError                    an API call failed for good (after retries)
     │   ├── RetryableApiError       429, 5xx, connection errors: worth another attempt
     │   └── InsufficientCreditsError  402 (or 403 INSUFFICIENT_CREDITS): final for the run
@@ -43,6 +47,25 @@ class CredentialsError(UsageError):
 
 class StateLockedError(UsageError):
     """Another `stemsweep run` is using the same state store."""
+
+
+class StateError(UsageError):
+    """The state store cannot be used: it is not a state file, a path of it is a symbolic
+    link, or SQLite refused a read or a write (damage, a full disk, an I/O error).
+
+    `damaged`: SQLite found the file's pages damaged (rather than, say, the disk full).
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
+class ApiUnavailableError(StemsweepError):
+    """The API could not be reached, or failed every call, for long enough that the run
+    stopped: no job failed on its own, and `run` resumes them all later (exit 3)."""
+
+    exit_code = 3
 
 
 class ApiError(StemsweepError):

@@ -1,3 +1,6 @@
+# A little over 400 lines, on purpose: the state diagram, the decision table and the failure
+# table are the documentation of the policy, and are read with the code they describe (the
+# tests check them row by row).
 """What to do next for one job, and what a failure within a run does to it (pure: no I/O).
 
 A job is one (project, model) pair. Its recorded status moves like this:
@@ -13,11 +16,19 @@ A job is one (project, model) pair. Its recorded status moves like this:
                      │               │                                                  │
                      ├─> failed      (the server refused the POST for good)             │
                      │                                              succeeded <─────────┘
-                     └─> (crash) re-POST with the SAME key: the API answers with the
-                         task of the first POST, so no second separation is started.
+                     └─> (crash, or the answer lost) the next run reconciles (`reconcile`):
+                           within `idempotency_window` of the key: re-POST with the SAME
+                             key, and the API answers with the task of the first POST;
+                           past it: read the project's task history, and re-send when no
+                             task was started, adopt the one task it started (-> submitted),
+                             or ──> needs_attention: nothing is sent until the user says so
+                                    (`retry --resend PROJECT:MODEL` re-sends the same key)
     (no row) ──> skipped      the project could not be read (e.g. not found): no key was
                               sent, no credit spent
     succeeded ──> download_failed ──> (next run or retry) download again, never separate again
+    succeeded ──> stranded    the project no longer lists the model's stems (a later
+                              separation replaced them): `run` reports it; `retry` separates
+                              it again as attempt + 1 (a new separation, which costs credits)
 
 `decide` maps (recorded row, files intact?, mode) to an `Action`:
 
@@ -25,47 +36,59 @@ A job is one (project, model) pair. Its recorded status moves like this:
 |--------------------------|-----------------------------|---------------------------------|
 | none, `pending`          | submit (attempt 1 / as is)  | same                            |
 | `skipped`                | report failed               | submit (same attempt: unused)   |
-| `submitting`             | re-submit with the same key | same                            |
+| `submitting`             | reconcile (1)               | same                            |
 | `submitted`, `timed_out` | resume polling the task     | same                            |
 | `succeeded`              | download only               | same                            |
 | `download_failed`        | download only               | same                            |
+| `stranded`               | report: use `retry`         | submit attempt + 1 (a new key)  |
 | `done`, files intact     | skip                        | skip                            |
 | `done`, files damaged    | download only               | same                            |
 | `failed`, `cancelled`    | report failed               | submit attempt + 1 (a new key)  |
+| `needs_attention`        | report: what to check       | same; `--resend`: the same key  |
+
+(1) find the task the key started (`reconcile`), then re-send the same key, poll that
+task, or ask the user (`needs_attention`). A task carries no model, key or time, so it is
+identified only as the one task of the project the tree has never seen, for the project's
+one unconfirmed submission; a task started elsewhere looks the same (what the contract
+leaves open: `reconcile`'s docstring, README "Idempotency keys").
 
 After a successful separation, `select_stems` picks the files to fetch.
 
 Downloads cost no credits, so both modes repeat them; separations do, so only `retry`
-starts a new one for a job whose separation failed. Within one run, `retries.tasks`
-allows that many automatic re-submissions of a failed separation (`may_resubmit`).
+starts a new one for a job whose separation failed or whose stems are gone, and only the
+user's `--resend` re-sends a key whose task could not be told apart. Within one run,
+`retries.tasks` allows that many automatic re-submissions of a failed separation
+(`may_resubmit`).
 
 When a step fails within a run, `on_failure` says which status the job ends the run with
 and what the state store is told; the reason the summary gives is next to each row of
 `FAILURES` (`fault_of` tells which failure an error is):
 
-| step   | failure                          | status          | the state is told        |
-|--------|----------------------------------|-----------------|--------------------------|
-| read   | a retryable API error            | pending         | nothing                  |
-| read   | any other API error              | skipped         | mark_skipped             |
-| read   | over the ceiling, or no price    | not_started     | nothing                  |
-| submit | a retryable API error            | submitting      | record_error (same key)  |
-| submit | too few credits (402)            | not_started     | mark_unsent (2)          |
-| submit | any other API error              | failed          | mark_finished            |
-| poll   | an API error ends polling        | failed (1)      | mark_finished            |
-| poll   | past `poll.timeout`              | timed_out       | mark_finished (task id)  |
-| poll   | the separation failed            | failed (1)      | mark_finished            |
-| poll   | the separation was cancelled     | cancelled (1)   | mark_finished            |
-| fetch  | an API error reading the project | download_failed | mark_download_failed     |
-| fetch  | no stems of the model listed     | download_failed | mark_download_failed     |
-| fetch  | the stem URLs kept expiring      | download_failed | mark_download_failed     |
-| fetch  | a file not fetched or written    | download_failed | mark_download_failed     |
-| upload | a retryable error (POST or PUT)  | pending         | nothing (same key)       |
-| upload | the file refused, for good       | failed          | mark_song_failed         |
-| create | over the ceiling, or no price    | not_started     | nothing                  |
-| create | a retryable API error            | submitting      | nothing (same key)       |
-| create | too few credits (402)            | not_started     | mark_unsent (2)          |
-| create | any other API error              | failed          | mark_song_failed         |
-| any    | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)   |
+| step      | failure                          | status          | the state is told       |
+|-----------|----------------------------------|-----------------|-------------------------|
+| read      | a retryable API error            | pending         | nothing                 |
+| read      | any other API error              | skipped         | mark_skipped            |
+| read      | over the ceiling, or no price    | not_started     | nothing                 |
+| reconcile | the task history not read        | submitting      | nothing                 |
+| reconcile | its task cannot be told apart    | needs_attention | mark_needs_attention    |
+| submit    | a retryable API error            | submitting      | record_error (same key) |
+| submit    | too few credits (402)            | not_started     | mark_unsent (2)         |
+| submit    | any other API error              | failed          | mark_finished           |
+| poll      | an API error ends polling        | failed (1)      | mark_finished           |
+| poll      | past `poll.timeout`              | timed_out       | mark_finished (task id) |
+| poll      | the separation failed            | failed (1)      | mark_finished           |
+| poll      | the separation was cancelled     | cancelled (1)   | mark_finished           |
+| fetch     | an API error reading the project | download_failed | mark_download_failed    |
+| fetch     | no stems of the model listed     | stranded        | mark_download_failed    |
+| fetch     | the stem URLs kept expiring      | download_failed | mark_download_failed    |
+| fetch     | a file not fetched or written    | download_failed | mark_download_failed    |
+| upload    | a retryable error (POST or PUT)  | pending         | nothing (same key)      |
+| upload    | the file refused, for good       | failed          | mark_song_failed        |
+| create    | over the ceiling, or no price    | not_started     | nothing                 |
+| create    | a retryable API error            | submitting      | nothing (same key)      |
+| create    | too few credits (402)            | not_started     | mark_unsent (2)         |
+| create    | any other API error              | failed          | mark_song_failed        |
+| any       | any other stemsweep error        | as recorded     | nothing (`UNEXPECTED`)  |
 
 (1) submitted again within the run while `retries.tasks` allows it (`may_resubmit`).
 (2) the API started nothing: the reservation is released, and the next run submits the
@@ -90,10 +113,13 @@ any other). `decide_song` maps the song's recorded status to its next step:
 | created     | none: its jobs are the project's        | same                        |
 | failed      | report failed                           | upload, attempt + 1         |
 
-A key the API rejects (`CredentialsError`) at any step is no job's failure: the run stops.
+A key the API rejects (`CredentialsError`), an API that answered nothing for long
+(`ApiUnavailableError`) or a state that cannot be written (`StateError`) is no job's
+failure: the run stops.
 Every row leaves a state the next run resumes from without paying twice: nothing recorded
-before the key means a fresh start; `submitting` re-sends the same key; a task id kept
-means polling the same task again; `download_failed` downloads again, never separates.
+before the key means a fresh start; `submitting` is reconciled before its key is re-sent;
+a task id kept means polling the same task again; `download_failed` downloads again, never
+separates; `stranded` and `needs_attention` wait for the user's `retry`.
 """
 
 from __future__ import annotations
@@ -128,6 +154,8 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+    STRANDED = "stranded"  # separated, but the project no longer lists the model's stems
+    NEEDS_ATTENTION = "needs_attention"  # a lost answer whose task cannot be told apart
 
 
 class Outcome(StrEnum):
@@ -177,6 +205,7 @@ class Action(StrEnum):
     SKIP_DONE = "skip_done"
     SUBMIT = "submit"
     CREATE = "create"  # a song's upload and creation: its project's first separation
+    RECONCILE = "reconcile"  # a key whose answer was lost: find its task, then go on
     RESUBMIT_SAME_KEY = "resubmit_same_key"
     RESUME_POLL = "resume_poll"
     DOWNLOAD_ONLY = "download_only"
@@ -205,6 +234,7 @@ class Decision:
         """Whether the action has (or may have) a separation in flight on the server."""
         return self.action in (
             Action.SUBMIT,
+            Action.RECONCILE,
             Action.RESUBMIT_SAME_KEY,
             Action.RESUME_POLL,
             Action.CREATE,
@@ -216,21 +246,32 @@ class Decision:
         return self.action not in (Action.SKIP_DONE, Action.REPORT_FAILED)
 
 
-def decide(recorded: Recorded | None, *, files_ok: bool, mode: Mode) -> Decision:
-    """The next action for a job; `files_ok`: every recorded file exists with its digest."""
+def decide(
+    recorded: Recorded | None, *, files_ok: bool, mode: Mode, resend: bool = False
+) -> Decision:
+    """The next action for a job; `files_ok`: every recorded file exists with its digest;
+    `resend`: the user asked to re-send this job's key (`retry --resend`)."""
     if recorded is None:
         return Decision(Action.SUBMIT, 1)
     status, attempt = recorded.status, recorded.attempt
     if status is Status.PENDING:
         return Decision(Action.SUBMIT, attempt)
-    if status is Status.SUBMITTING:
-        if recorded.key is None:  # cannot happen: the key is written with the status
-            return Decision(Action.SUBMIT, attempt)
-        return Decision(Action.RESUBMIT_SAME_KEY, attempt)
+    if status in (Status.SUBMITTING, Status.SUBMITTED, Status.TIMED_OUT) and not recorded.key:
+        return Decision(Action.SUBMIT, attempt)  # cannot happen: the key comes first
+    if status is Status.SUBMITTING or (
+        status in (Status.SUBMITTED, Status.TIMED_OUT) and recorded.task_id is None
+    ):  # (the second cannot happen: the task id is written with the status)
+        return Decision(Action.RECONCILE, attempt)
     if status in (Status.SUBMITTED, Status.TIMED_OUT):
-        if recorded.task_id is None:  # cannot happen: the task id is written with it
-            return Decision(Action.RESUBMIT_SAME_KEY, attempt)
         return Decision(Action.RESUME_POLL, attempt)
+    if status is Status.NEEDS_ATTENTION:
+        if resend and mode is Mode.RETRY and recorded.key:
+            return Decision(Action.RESUBMIT_SAME_KEY, attempt)
+        return Decision(Action.REPORT_FAILED, attempt)
+    if status is Status.STRANDED:
+        if mode is Mode.RETRY:
+            return Decision(Action.SUBMIT, attempt + 1)
+        return Decision(Action.REPORT_FAILED, attempt)
     if status in (Status.SUCCEEDED, Status.DOWNLOAD_FAILED):
         return Decision(Action.DOWNLOAD_ONLY, attempt)
     if status is Status.DONE:
@@ -316,6 +357,7 @@ class Step(StrEnum):
     """Where on its way a job failed."""
 
     READ = "read"  # reading the project, before the key is committed
+    RECONCILE = "reconcile"  # finding the task of a key whose answer was lost
     SUBMIT = "submit"  # the POST that carries the committed key
     UPLOAD = "upload"  # a song's bytes: announced, then PUT to the signed URL
     CREATE = "create"  # a project made from a song: its first separation
@@ -331,6 +373,7 @@ class Fault(StrEnum):
     TIMED_OUT = "timed_out"  # our poll deadline passed; the task may still end well
     SEPARATION_FAILED = "separation_failed"  # the server's verdict (failed, timed-out)
     SEPARATION_CANCELLED = "separation_cancelled"
+    AMBIGUOUS = "ambiguous"  # the task of a lost answer cannot be told apart (`reconcile`)
     NO_STEMS = "no_stems"  # the project lists no stems of the job's model
     URLS_EXPIRED = "urls_expired"  # every project read gave URLs the storage host refused
     FILES = "files"  # a file could not be fetched, verified or written
@@ -346,7 +389,8 @@ class Record(StrEnum):
     SKIPPED = "mark_skipped"  # no key was sent
     ERROR = "record_error"  # the status stays: the next run repeats the step, same key
     FINISHED = "mark_finished"  # the attempt is over, with the status
-    DOWNLOAD_FAILED = "mark_download_failed"
+    DOWNLOAD_FAILED = "mark_download_failed"  # with the status (download_failed, stranded)
+    NEEDS_ATTENTION = "mark_needs_attention"
     UNSENT = "mark_unsent"  # nothing started: the reservation released, the next attempt next
     SONG_FAILED = "mark_song_failed"  # the song is refused for good (`retry` uploads it again)
 
@@ -378,6 +422,11 @@ class Consequence:
 _READ = "project could not be read: {error}"
 _BUDGET = "budget: {error}"
 _SONG = "song {song}: {error}"
+_HISTORY = "the project's task history could not be read (the next run tries again): {error}"
+STRANDED_REASON = (
+    "the project lists no stems of {model} (replaced by a later separation?): "
+    "`stemsweep retry` separates it again, a new separation that costs credits"
+)
 _SEPARATION = "separation {error}"
 _POLL = "task {task} could not be polled: {error}"
 FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
@@ -385,10 +434,15 @@ FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
     (Step.READ, Fault.REFUSED): Consequence(
         Status.SKIPPED, Record.SKIPPED, _READ, stored="{error}"
     ),
+    (Step.RECONCILE, Fault.UNSURE): Consequence(Status.SUBMITTING, Record.NOTHING, _HISTORY),
+    (Step.RECONCILE, Fault.REFUSED): Consequence(Status.SUBMITTING, Record.NOTHING, _HISTORY),
+    (Step.RECONCILE, Fault.AMBIGUOUS): Consequence(
+        Status.NEEDS_ATTENTION, Record.NEEDS_ATTENTION, "{error}"
+    ),
     (Step.SUBMIT, Fault.UNSURE): Consequence(
         Status.SUBMITTING,
         Record.ERROR,
-        "submission not confirmed, the next run re-sends the same key: {error}",
+        "submission not confirmed, the next run finds its task or re-sends the same key: {error}",
     ),
     (Step.SUBMIT, Fault.REFUSED): Consequence(
         Status.FAILED, Record.FINISHED, "submission refused: {error}"
@@ -425,9 +479,7 @@ FAILURES: Mapping[tuple[Step, Fault], Consequence] = {
     (Step.FETCH, Fault.UNSURE): Consequence(Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, _READ),
     (Step.FETCH, Fault.REFUSED): Consequence(Status.DOWNLOAD_FAILED, Record.DOWNLOAD_FAILED, _READ),
     (Step.FETCH, Fault.NO_STEMS): Consequence(
-        Status.DOWNLOAD_FAILED,
-        Record.DOWNLOAD_FAILED,
-        "the project lists no stems of {model} (replaced since?)",
+        Status.STRANDED, Record.DOWNLOAD_FAILED, STRANDED_REASON
     ),
     (Step.FETCH, Fault.URLS_EXPIRED): Consequence(
         Status.DOWNLOAD_FAILED,
@@ -477,5 +529,9 @@ def separation_fault(task_status: str) -> Fault:
 
 
 def reported_again(status: Status, error: str | None) -> str:
-    """Why a job that failed in an earlier run is listed again by `run` (not retried)."""
-    return f"{error or f'{status} in an earlier run'} (use `stemsweep retry`)"
+    """Why a job that failed in an earlier run is listed again (not retried): `stranded`
+    and `needs_attention` ones say what to do in their own reason."""
+    reason = error or f"{status} in an earlier run"
+    if status in (Status.STRANDED, Status.NEEDS_ATTENTION):
+        return reason
+    return f"{reason} (use `stemsweep retry`)"

@@ -44,9 +44,18 @@ from orchestrator.manifest_fields import (
     expand_all_models,
     simulator_switch,
 )
-from orchestrator.manifest_yaml import FieldPath, format_path, line_of, parse_yaml, read_text, show
+from orchestrator.manifest_yaml import (
+    MAX_MANIFEST_BYTES,
+    FieldPath,
+    format_path,
+    line_of,
+    parse_yaml,
+    read_text,
+    show,
+)
 from orchestrator.spec import (
     DEFAULT_BASE_URL,
+    DEFAULT_IDEMPOTENCY_WINDOW,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_OUTPUT,
     DEFAULT_PER_PROJECT,
@@ -159,6 +168,7 @@ class _Manifest(_Strict):
     download: _Download = Field(default_factory=_Download)
     sweeps: Annotated[list[_Sweep], Field(min_length=1)]
     references: NonEmptyStr | None = None
+    idempotency_window: Duration = DEFAULT_IDEMPOTENCY_WINDOW
 
 
 # Which model a mapping at a given path is, to list its keys when an unknown one appears.
@@ -249,7 +259,7 @@ def load_manifest(path: Path) -> Manifest:
     """
     path = Path(path)
     try:
-        text = read_text(path)
+        text = read_text(path, limit=MAX_MANIFEST_BYTES, what="manifest")
     except ValueError as exc:
         raise ManifestError(f"manifest {exc}") from None
     data, lines = parse_yaml(path, text)
@@ -305,6 +315,7 @@ def _freeze(path: Path, model: _Manifest) -> Manifest:
         download_types=tuple(dict.fromkeys(model.download.types)),
         sweeps=tuple(_freeze_sweep(sweep) for sweep in model.sweeps),
         references=None if model.references is None else path.parent / model.references,
+        idempotency_window=model.idempotency_window,
     )
 
 

@@ -23,12 +23,13 @@ from pydantic import AfterValidator, BeforeValidator, InstanceOf, ValidationInfo
 from orchestrator.catalog import model_names
 from orchestrator.connection import ENV_API_KEY
 from orchestrator.durations import parse_duration
-from orchestrator.manifest_yaml import read_text, show
+from orchestrator.manifest_yaml import MAX_LIST_FILE_BYTES, read_text, show
 from orchestrator.songfiles import SongError, find_songs, read_songs
 from orchestrator.spec import DATE_PLACEHOLDER, DEFAULT_BASE_URL, SongFile
 
 MAX_NAME_LENGTH = 128  # `name` becomes a directory name (`out/{name}`)
 MAX_PROJECT_ID_LENGTH = 128
+MAX_KEY_SCOPE_LENGTH = 128  # with `{date}` filled in; keys stay readable (`jobs.idempotency_key`)
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 PROJECT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
@@ -92,6 +93,12 @@ def _check_key_scope(value: str) -> str:
         raise ValueError(
             f"{show(value)} is not a valid key scope: use letters, digits, '.', '_', '-' "
             "and the placeholder {date}"
+        )
+    resolved = len(text) + value.count(DATE_PLACEHOLDER) * len("YYYY-MM-DD")
+    if resolved > MAX_KEY_SCOPE_LENGTH:
+        raise ValueError(
+            f"{show(value)} is too long a key scope: at most {MAX_KEY_SCOPE_LENGTH} characters "
+            "with {date} filled in"
         )
     return value
 
@@ -165,7 +172,7 @@ def read_projects_file(value: object, info: ValidationInfo) -> ProjectsFile | No
         raise ValueError(f"must be the path of a file of project ids (got {show(value)})")
     base = info.context["base_dir"] if info.context else Path(".")
     path = base / value
-    text = read_text(path)
+    text = read_text(path, limit=MAX_LIST_FILE_BYTES, what="projects_file")
     ids: list[str] = []
     bad: list[str] = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -26,13 +26,18 @@ from typing import Any
 
 from orchestrator.connection import ENV_API_KEY
 from orchestrator.envelope import (
+    API_UNAVAILABLE,
     INTERRUPTED,
     INVALID_MANIFEST,
     MISSING_EXTRA,
+    STATE_ERROR,
     STATE_LOCKED,
     UNAUTHORIZED,
     USAGE_ERROR,
 )
+from orchestrator.errors import ApiUnavailableError
+
+API_UNAVAILABLE_EXIT = ApiUnavailableError.exit_code
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ def after_run(summary: Mapping[str, Any], *, same: str, retry: str) -> NextStep 
         return None
     if summary.get("interrupted"):
         return NextStep(same, why="resumes where this run stopped, separating nothing twice")
+    if summary.get("stopped_by") and summary["exit_code"] == API_UNAVAILABLE_EXIT:
+        return NextStep(same, why="resumes once the API answers again; nothing was lost")
     if summary.get("stopped_by"):
         return NextStep(same, fix="fix what stopped the run (see above)", why="resumes")
     if summary["exit_code"] != 1:
@@ -70,6 +77,7 @@ _FIXES = {
     UNAUTHORIZED: f"export {ENV_API_KEY}=yk_... (a key the API accepts)",
     STATE_LOCKED: "wait for the other run to end (or give this one its own --state)",
     MISSING_EXTRA: "install the extra the error names",
+    STATE_ERROR: "do what the error says about the state file",
 }
 
 
@@ -81,4 +89,6 @@ def after_error(code: str, *, same: str, help_command: str) -> NextStep:
         return NextStep(help_command, fix="correct the command", why="what it accepts")
     if code == INTERRUPTED:
         return NextStep(same, why="starts again; a run resumes where it stopped")
+    if code == API_UNAVAILABLE:
+        return NextStep(same, why="resumes once the API answers again; nothing was lost")
     return NextStep(same, why="tries again")

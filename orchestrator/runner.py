@@ -5,15 +5,18 @@ write the summary.
 
     connection  the API's URL and the key (`connection`), or the in-process API a
                 manifest's `api.simulator` asks for, started through the `local_api` seam
-    state       the store is opened (and locked) first; the manifest's song files are
-                digested (`songs`); partial files of interrupted runs are removed from the
-                run's own folders; what other splits of the tree recorded is adopted
+    state       the store is checked, opened and locked first (`state_guard`); the
+                manifest's song files are digested (`songs`); partial files of interrupted
+                runs are removed from the run's own folders; what other splits of the tree
+                recorded is adopted; a store found missing, empty or damaged is rebuilt from
+                the tree's job.json files, and the run says so
     key check   `GET /me`: a missing, empty or rejected key stops the run before any
-                submission
+                submission (exit 2), and so does an API that cannot be reached (exit 3)
     engine      `engine.Engine` runs every job under the limits (see there)
     summary     `{out}/summary.json` (a shard's own name) is written however the run ends:
-                done, failed jobs, interrupted, or stopped by a key rejected mid-run; with
-                the credits quoted and submitted (`budget`), and with songs, `songs.json`
+                done, failed jobs, interrupted, or stopped (`stopped_by`: the key rejected,
+                the API unreachable or failing, the state unwritable), from `GET /me` on;
+                with the credits quoted and submitted (`budget`), and with songs, `songs.json`
 
 The runner imports nothing of the simulator: a simulator run gets its API through
 `local_api`, an opener of anything with a `base_url`, a key it accepts and the URLs of
@@ -39,10 +42,16 @@ from orchestrator.catalog import model_names
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
 from orchestrator.delivery import ReferenceSource, save_references
-from orchestrator.engine import Engine
-from orchestrator.errors import CredentialsError, UsageError
+from orchestrator.engine import RUN_STOPPERS, Engine
+from orchestrator.errors import (
+    ApiError,
+    ApiUnavailableError,
+    RetryableApiError,
+    StemsweepError,
+    UsageError,
+)
 from orchestrator.files import remove_partials, write_json_atomic
-from orchestrator.jobs import Shard, count_jobs, iter_jobs, select_shard
+from orchestrator.jobs import JobId, Shard, count_jobs, iter_jobs, select_shard
 from orchestrator.ledger import Ledger
 from orchestrator.lifecycle import Mode
 from orchestrator.logs import get_logger
@@ -57,6 +66,7 @@ from orchestrator.state import (
     other_splits,
     utc_now,
 )
+from orchestrator.state_guard import Opened, open_checked, rebuild
 from orchestrator.tally import Tally, summary_data
 
 log = get_logger()
@@ -103,13 +113,18 @@ async def run_manifest(
     seed: int = 0,
     client_options: Mapping[str, Any] | None = None,
     local_api: OpenLocalApi | None = None,
+    resend: Callable[[JobId], bool] = lambda job: False,
 ) -> RunOutcome:
     """Run (or retry) every job of `manifest`; see the module docstring.
 
     Raises, before any submission: `CredentialsError` (key missing, empty or rejected),
-    `StateLockedError` (another run holds the state), `UsageError` (unusable state file).
-    A key the API starts rejecting mid-run also raises `CredentialsError`, after the
-    summary is written with it as `stopped_by`.
+    `StateLockedError` (another run holds the state), `StateError` (a state file that is
+    not one, or a symbolic link), `ApiUnavailableError` (the API cannot be reached),
+    `UsageError` (the API refused `GET /me` otherwise). Mid-run, a key the API starts
+    rejecting raises `CredentialsError`, an API silent for long `ApiUnavailableError`, a
+    state that cannot be written `StateError`. From `GET /me` on, the summary is written
+    first, with the error as `stopped_by`.
+    `resend(job)`: the user asked to re-send that job's key although it needs attention.
     `tally` receives live counts (the progress display reads it); `handle_signals` turns
     SIGINT/SIGTERM into a clean stop (exit code 130); `seed` seeds the poll jitter;
     `client_options` are passed to `YoukaClient` (tests and benchmarks shorten its waits).
@@ -128,7 +143,8 @@ async def run_manifest(
     base_url, api_key = resolve_connection(manifest, environ, api_url)
     tally = tally if tally is not None else Tally()
     started, started_at = time.monotonic(), utc_now()
-    with StateStore.open_writer(state_path) as store:
+    opened = open_checked(state_path)
+    with opened.store as store:
         songs = await prepare_songs(manifest, Ledger(store), model_names())
         mine = in_shard(songs, shard)
         tally.total = tally.total or count_jobs(manifest, shard) + sum(len(s.models) for s in mine)
@@ -143,6 +159,7 @@ async def run_manifest(
             adopted = store.adopt(other, wanted)
             if adopted:
                 log.info("run.records_adopted", jobs=adopted, store=str(other))
+        rebuilt = _rebuild(opened, store, out, shard)
         stack = AsyncExitStack()
         try:
             client, local = await _open_client(
@@ -155,31 +172,41 @@ async def run_manifest(
                 local_api,
                 local_api_folder(out, shard),
             )
-            await client.me()  # a rejected key ends the run here, before any submission
-            log.info(
-                "run.started",
-                manifest=str(manifest.path),
-                mode=str(mode),
-                jobs=tally.total,
-                shard=None if shard is None else str(shard),
-                output=str(out),
-                state=str(state_path),
-                api=client.base_url,
-            )
             engine = Engine(
-                manifest, mode, out, store, client, clock, tally, seed, shard=shard, songs=mine
+                manifest,
+                mode,
+                out,
+                store,
+                client,
+                clock,
+                tally,
+                seed,
+                shard=shard,
+                songs=mine,
+                resend=resend,
             )
             lag_path = environ.get(ENV_LOOP_LAG)
             if lag_path:
                 engine.sampler = LagSampler(clock, load=lambda: engine.admission.in_flight.used)
-            stopped_by: CredentialsError | None = None
+            stopped_by: StemsweepError | None = None
             try:
+                await _check_api(client)  # before any submission
+                log.info(
+                    "run.started",
+                    manifest=str(manifest.path),
+                    mode=str(mode),
+                    jobs=tally.total,
+                    shard=None if shard is None else str(shard),
+                    output=str(out),
+                    state=str(state_path),
+                    api=client.base_url,
+                )
                 if local is not None:
                     projects = (job.project for job in select_shard(iter_jobs(manifest), shard))
                     await save_references(client, local, projects, out)
                 await engine.run(handle_signals=handle_signals)
-            except CredentialsError as exc:
-                stopped_by = exc  # the key was rejected mid-run: the summary says so
+            except (*RUN_STOPPERS, UsageError) as exc:
+                stopped_by = exc  # the run stopped early: the summary says why
                 raise
             finally:
                 # Plain synchronous writes: they complete even while the run is cancelled.
@@ -200,6 +227,7 @@ async def run_manifest(
                     "downloads": client.downloads,
                     "polls": engine.poller.polls,
                     "credits": engine.budget.summary(),
+                    **({"state_rebuilt": rebuilt} if rebuilt else {}),
                 }
                 if songs:
                     engine.songs.write_list(out / songs_name(shard))
@@ -224,6 +252,43 @@ async def run_manifest(
             with anyio.CancelScope(shield=True):  # close connections even when cancelled
                 await stack.aclose()
     return RunOutcome(summary=data, exit_code=data["exit_code"], output=out, state_path=state_path)
+
+
+async def _check_api(client: YoukaClient) -> None:
+    """`GET /me` before any submission. A rejected key raises `CredentialsError`; an API
+    that cannot be reached or keeps failing `ApiUnavailableError` (exit 3: run again later);
+    any other refusal `UsageError` (exit 2: the URL is likely not the API's)."""
+    try:
+        await client.me()
+    except RetryableApiError as exc:
+        raise ApiUnavailableError(
+            f"the API at {client.base_url} could not be reached ({exc}); nothing was "
+            "submitted: run again later"
+        ) from None
+    except ApiError as exc:
+        raise UsageError(
+            f"the API at {client.base_url} refused GET /me ({exc}); check api.base_url, "
+            "YOUKA_API_URL or --api-url"
+        ) from None
+
+
+def _rebuild(opened: Opened, store: StateStore, out: Path, shard: Shard | None) -> dict[str, Any]:
+    """Rebuild a store found missing, empty or damaged from the tree's job.json files; what
+    happened, for the log and the summary (empty when there was nothing to say)."""
+    if not opened.lost:
+        return {}
+    found = rebuild(store, out, (lambda _: True) if shard is None else shard.has_project)
+    if opened.condition == "missing" and not found.jobs and not found.unreadable:
+        return {}  # a new tree: nothing was lost
+    said = {
+        "found": opened.condition,
+        "problems": opened.problems[:5],
+        "kept_aside": None if opened.kept_aside is None else str(opened.kept_aside),
+        "jobs_from_job_json": found.jobs,
+        "unreadable_job_json": found.unreadable[:20],
+    }
+    log.warning("state.rebuilt", state=str(store.path), **said)
+    return said
 
 
 def _references_path(manifest: Manifest) -> str | None:

@@ -35,6 +35,9 @@ DEFAULT_SIMULATOR_SEED = 0
 DEFAULT_SIMULATOR_TIME_SCALE = 1.0
 DEFAULT_MAX_CREDITS: int | None = None  # no ceiling: no quote is asked for
 DATE_PLACEHOLDER = "{date}"
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0
+"""How long the API is assumed to remember an idempotency key (Youka documents none; Stripe
+keeps keys 24 hours): within it a lost answer is resolved by re-sending the key."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class Manifest:
     download_types: tuple[str, ...]
     sweeps: tuple[Sweep, ...]
     references: Path | None = None  # already joined to the manifest's folder
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW  # seconds
 
 
 def resolve_key_scope(template: str, now: datetime) -> str:

@@ -15,12 +15,28 @@ throughput from 0.64-0.74 of curl's to 0.83-0.95.
 are paced, and only they carry the token; and only to a storage origin that has announced a
 long body, since short ones are cheaper on the event loop) and translates the answers and
 transport errors.
+
+Every GET has a connection of its own (`Connection: close`), closed once its answer is read.
+A kept-alive connection can hold bytes the host sent past the end of a body (a misbehaving
+proxy or CDN does that), and the next GET on it would read them as its own answer: a wrong
+file under the next stem's name (RFC 9112 section 6.3: such bytes must never be taken as a
+response). Closing costs a connection per stem, which does not show against stems of
+megabytes: in alternating runs of the downloads benchmark (1 GiB of 16 MiB stems), with
+keep-alive and without, the medians were 806 and 768 MiB/s and 0.76 and 0.75 s of CPU per
+GiB on a quiet machine (3 pairs), 475 and 464 MiB/s on a busy one (7 pairs), within the
+runs' spread (README, "Performance"); over TLS each stem also costs a handshake (not
+measured here). A body is framed by its `Content-Length` or by chunked encoding
+(`download.require_framing`); one that ends only when the connection closes is refused,
+since a cut connection would look like its end.
+
 A song's bytes go out the same way (`put`): the file is sent with `sendfile`, from the page
-cache to the socket without passing through Python (a TLS socket falls back to plain sends).
-Neither a GET nor a PUT from here ever carries the API's token.
-Connections are kept alive and reused per origin. A caller that is cancelled abandons its
-worker thread: the thread is told to stop, its socket is shut down so that a blocked read
-returns at once, and whatever it received is removed.
+cache to the socket without passing through Python (a TLS socket falls back to plain sends),
+on a connection of its own too. Neither a GET nor a PUT from here ever carries the API's
+token.
+
+A caller that is cancelled abandons its worker thread: the thread is told to stop, its
+socket is shut down so that a blocked read returns at once, and whatever it received is
+removed.
 """
 
 from __future__ import annotations
@@ -41,17 +57,14 @@ from orchestrator.download import (
     DEFAULT_CHUNK_SIZE,
     Stopped,
     content_encoding,
-    declared_length,
     in_memory,
     receive,
+    require_framing,
 )
 from orchestrator.errors import DownloadError
 from orchestrator.files import Staged, discard
 
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error or redirect answer kept for its message
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-
-_PoolKey = tuple[str, str, int]  # scheme, host, port
 
 
 @dataclass
@@ -105,7 +118,7 @@ class _Handoff:
 
 
 class StorageClient:
-    """Blocking GETs with kept-alive connections per origin, run in worker threads."""
+    """Blocking GETs, each on a connection of its own, run in worker threads."""
 
     def __init__(
         self,
@@ -119,9 +132,6 @@ class StorageClient:
         self._read_timeout = read_timeout
         self._user_agent = user_agent
         self._ssl_context = ssl_context
-        self._idle: dict[_PoolKey, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-        self._closed = False
 
     async def get(
         self, url: URL, headers: Mapping[str, str], final_for: Callable[[str | None], Path]
@@ -130,8 +140,8 @@ class StorageClient:
 
         Raises what `http.client` and the socket raise on a transport failure (an `OSError`
         or `http.client.HTTPException`), `RetryableDownloadError` for a body shorter than
-        its `Content-Length`, `DownloadError` for a body that cannot be written or is
-        compressed although `identity` was asked for.
+        its `Content-Length`, `DownloadError` for a body that cannot be written, is
+        compressed although `identity` was asked for, or has no framing.
         """
         handoff = _Handoff()
         try:
@@ -159,13 +169,7 @@ class StorageClient:
             raise
 
     def close(self) -> None:
-        """Close the idle connections; those in use are closed when their GET ends."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, {}
-        for conns in idle.values():
-            for conn in conns:
-                conn.close()
+        """Nothing to release: every connection is closed when its GET ends."""
 
     def _get(
         self,
@@ -174,20 +178,11 @@ class StorageClient:
         final_for: Callable[[str | None], Path],
         handoff: _Handoff,
     ) -> Answer:
-        origin: _PoolKey = (url.scheme, url.host or "", url.port or 0)
         headers.setdefault("User-Agent", self._user_agent)
-        target = url.raw_path_qs or "/"
-        conn, reused = self._acquire(origin)
+        headers["Connection"] = "close"
+        conn = self._connection(url)
         try:
-            response = self._send(conn, target, headers, handoff)
-        except _STALE:
-            if not reused:
-                raise
-            # The server closed a kept-alive connection before answering: one fresh try.
-            conn, _ = self._acquire(origin, fresh=True)
-            response = self._send(conn, target, headers, handoff)
-        keep = False
-        try:
+            response = self._send(conn, url.raw_path_qs or "/", headers, handoff)
             if response.status == 200:
                 content_type = response.getheader("Content-Type")
                 final = final_for(content_type)
@@ -202,37 +197,27 @@ class StorageClient:
                         content_type=content_type,
                         stopped=handoff.stopped,
                     )
-                keep = response.isclosed() and not response.will_close
                 return Answer(200, dict(response.headers), staged=handoff.deliver(staged))
             payload = response.read(MAX_ERROR_BODY)
-            keep = response.isclosed() and not response.will_close
             return Answer(response.status, dict(response.headers), payload=payload)
         finally:
-            self._release(origin, conn, keep=keep and not handoff.stopped())
+            conn.close()  # whatever the host sent past the answer is never read
 
     def _put(
         self, url: URL, headers: dict[str, str], path: Path, length: int, handoff: _Handoff
     ) -> Answer:
-        origin: _PoolKey = (url.scheme, url.host or "", url.port or 0)
         headers.setdefault("User-Agent", self._user_agent)
         headers["Content-Length"] = str(length)
-        target = url.raw_path_qs or "/"
-        conn, reused = self._acquire(origin)
+        headers["Connection"] = "close"
+        conn = self._connection(url)
         try:
-            response = self._send_file(conn, target, headers, path, length, handoff)
-        except _STALE:
-            if not reused:
-                raise
-            # A kept-alive connection closed by the server: the PUT may be sent again whole.
-            conn, _ = self._acquire(origin, fresh=True)
-            response = self._send_file(conn, target, headers, path, length, handoff)
-        keep = False
-        try:
+            response = self._send_file(
+                conn, url.raw_path_qs or "/", headers, path, length, handoff
+            )
             payload = response.read(MAX_ERROR_BODY)
-            keep = response.isclosed() and not response.will_close
             return Answer(response.status, dict(response.headers), payload=payload)
         finally:
-            self._release(origin, conn, keep=keep and not handoff.stopped())
+            conn.close()  # a connection of its own, as every GET's
 
     def _send_file(
         self,
@@ -270,53 +255,31 @@ class StorageClient:
         headers: dict[str, str],
         handoff: _Handoff,
     ) -> http.client.HTTPResponse:
-        """Send the GET on `conn` and read the answer's head; `conn` is closed on failure."""
-        try:
-            handoff.using(conn)
-            if conn.sock is None:
-                conn.connect()
-                assert conn.sock is not None
-                conn.sock.settimeout(self._read_timeout)  # connect_timeout bounded the connect
-            conn.request("GET", target, headers=headers)
-            return conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
+        """Connect, send the GET on `conn` and read the answer's head."""
+        handoff.using(conn)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(self._read_timeout)  # connect_timeout bounded the connect
+        conn.request("GET", target, headers=headers)
+        return conn.getresponse()
 
-    def _acquire(
-        self, origin: _PoolKey, *, fresh: bool = False
-    ) -> tuple[http.client.HTTPConnection, bool]:
-        if not fresh:
-            with self._lock:
-                idle = self._idle.get(origin)
-                if idle:
-                    return idle.pop(), True
-        scheme, host, port = origin
-        if scheme == "https":
+    def _connection(self, url: URL) -> http.client.HTTPConnection:
+        host, port = url.host or "", url.port
+        if url.scheme == "https":
             context = self._ssl_context or ssl.create_default_context()
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            return http.client.HTTPSConnection(
                 host, port, timeout=self._connect_timeout, context=context
             )
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
-        return conn, False
-
-    def _release(self, origin: _PoolKey, conn: http.client.HTTPConnection, *, keep: bool) -> None:
-        if keep:
-            with self._lock:
-                if not self._closed:
-                    self._idle.setdefault(origin, []).append(conn)
-                    return
-        conn.close()
+        return http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
 
 
 def _declared_length(response: http.client.HTTPResponse) -> int | None:
-    """`download.declared_length`, after refusing a compressed body (identity was asked
-    for, and this path does not decode)."""
+    """The length the body must have (None: chunked), after refusing a compressed body
+    (identity was asked for, and this path does not decode) and one without framing."""
     encoding = content_encoding(response.headers)
     if encoding != "identity":
         raise DownloadError(
             f"the storage host sent a body with Content-Encoding {encoding!r} although "
             "identity was asked for; stems are stored as uploaded"
         )
-    return declared_length(response.headers)
+    return require_framing(response.headers)

@@ -41,6 +41,8 @@ DISPLAY_ORDER = (
     Status.TIMED_OUT.value,
     Status.SKIPPED.value,
     NOT_STARTED,
+    Status.STRANDED.value,
+    Status.NEEDS_ATTENTION.value,
 )
 
 # The phases and statuses of a job that is still going in a run; any other is where the job
@@ -95,6 +97,9 @@ class Tally:
         self.notes: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
         self.durations: Durations | None = None  # set by the run, read by the display
         self._settled = 0  # jobs counted straight into an end: done or failed before this run
+        # New attempts (new keys: separations that cost credits) of jobs recorded with an
+        # earlier attempt, by the status that attempt ended with (`failed`, `stranded`...).
+        self.new_attempts: Counter[str] = Counter()
 
     def move(self, model: str, old: str | None, new: str) -> None:
         """One job of `model` went from `old` (None: not yet counted) to `new`."""
@@ -109,6 +114,10 @@ class Tally:
     def fail(self, failure: Failure) -> None:
         """Remember a job that ended without being done."""
         self.failures.append(failure)
+
+    def new_attempt(self, earlier: str) -> None:
+        """A job recorded as `earlier` got a new attempt (a new separation, charged)."""
+        self.new_attempts[earlier] += 1
 
     def note(self, note: Note) -> None:
         """Count types a done job could not deliver, per (model, kind, types)."""
@@ -201,4 +210,6 @@ def summary_data(
             {"model": model, "kind": kind, "types": list(types), "jobs": n}
             for (model, kind, types), n in sorted(tally.notes.items())
         ],
+        # Separations this run started again, each a new charge, by the earlier outcome.
+        "new_attempts": dict(sorted(tally.new_attempts.items())),
     }

@@ -58,6 +58,7 @@ def render_summary(data: Mapping[str, Any]) -> str:
     lines.extend(_note_lines(data["notes"], per_model))
     lines.extend(_credit_lines(data.get("credits")))
     lines.extend(_song_lines(data.get("songs")))
+    lines.extend(_advice(data))
     if data.get("output"):
         where = f"files in {data['output']}"
         lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
@@ -116,6 +117,36 @@ def _song_lines(songs: Mapping[str, Any] | None) -> list[str]:
     lines = [f"songs: {songs['songs']} from {songs['files']} files, listed in {songs['list']}"]
     for paths in songs.get("same_bytes", [])[:MAX_LISTED]:
         lines.append(f"  one song (the same bytes): {', '.join(paths)}")
+    return lines
+
+
+def _advice(data: Mapping[str, Any]) -> list[str]:
+    """What the summary asks of its reader: jobs only `retry` can move, what it costs, and
+    a state that was rebuilt."""
+    lines = []
+    counts: Mapping[str, int] = data["counts"]
+    stranded, attention = counts.get("stranded", 0), counts.get("needs_attention", 0)
+    if stranded:
+        lines.append(
+            f"{stranded} job(s) stranded: the API no longer lists their stems; "
+            "`stemsweep retry` separates them again (new separations: they cost credits)"
+        )
+    if attention:
+        lines.append(
+            f"{attention} job(s) need attention: a submission whose task cannot be told "
+            "apart; each reason says what to check and how to re-send it (`retry --resend`)"
+        )
+    again: Mapping[str, int] = data.get("new_attempts") or {}
+    if again:
+        shown = ", ".join(f"{n} {status}" for status, n in again.items())
+        lines.append(f"separated again, as new attempts that cost credits: {shown}")
+    rebuilt: Mapping[str, Any] | None = data.get("state_rebuilt")
+    if rebuilt:
+        aside = f", kept aside as {rebuilt['kept_aside']}" if rebuilt.get("kept_aside") else ""
+        lines.append(
+            f"state was {rebuilt['found']}{aside}: rebuilt from "
+            f"{rebuilt['jobs_from_job_json']} job.json file(s)"
+        )
     return lines
 
 
@@ -221,11 +252,18 @@ def render_models(data: Mapping[str, Any]) -> str:
 
 
 def state_data(
-    state: str, *, exists: bool, others: Sequence[str], shard: str | None
+    state: str, *, exists: bool, others: Sequence[str], shard: str | None, note: str | None = None
 ) -> dict[str, Any]:
     """Where `plan` and `status` read the state: the store, whether it exists yet, the
-    stores of the tree's other splits read with it, and the shard."""
-    return {"state": state, "state_exists": exists, "other_states": list(others), "shard": shard}
+    stores of the tree's other splits read with it, the shard, and what was found wrong with
+    the store (`state_note`: read as the next run rebuilds it), if anything."""
+    return {
+        "state": state,
+        "state_exists": exists,
+        "state_note": note,
+        "other_states": list(others),
+        "shard": shard,
+    }
 
 
 def plan_data(
@@ -354,8 +392,9 @@ def render_status(data: Mapping[str, Any]) -> str:
 
 
 def _state_lines(label: str, data: Mapping[str, Any]) -> list[str]:
-    state = data["state"]
-    lines = [f"{label}{state}{'' if data['state_exists'] else ' (none yet)'}"]
+    state, note = data["state"], data.get("state_note")
+    shown = f" ({note})" if note else "" if data["state_exists"] else " (none yet)"
+    lines = [f"{label}{state}{shown}"]
     if data["other_states"]:
         names = ", ".join(PurePath(p).name for p in data["other_states"])
         lines.append(f"{' ' * len(label)}with the records of {names} (other splits)")

@@ -4,7 +4,9 @@ Parsing is tolerant where the API may vary (extra and missing fields, `taskId` o
 `in_progress` or `in-progress`, a task list bare or wrapped) and strict where a wrong
 reading would cost something: a stem without a usable `type` and `url` is left out, a
 task or project that is not a JSON object is a `ValueError` (the client reports it as an
-`ApiError`). Error envelopes (`{"error": {"code", "message", "issues"}}`) become the
+`ApiError`). Ids are bounded (`MAX_ID_LENGTH`), as idempotency keys are: they are stored,
+written to job.json and sent back in URLs; a longer one is refused (a stem with one is
+left out). Error envelopes (`{"error": {"code", "message", "issues"}}`) become the
 parts of a message; `Retry-After` becomes seconds.
 
 A song's upload (`POST /uploads` -> `{inputFileId, uploadUrl}`), a project made from it
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+MAX_ID_LENGTH = 255  # task, stem and project ids; Youka's look like `tsk_...`, `stm_...`
 TERMINAL_OK = frozenset({"completed", "finalized"})
 TERMINAL_FAILED = frozenset({"failed", "cancelled", "timed-out"})
 
@@ -44,6 +47,14 @@ class Task:
     @property
     def succeeded(self) -> bool:
         return self.status in TERMINAL_OK
+
+
+@dataclass(frozen=True)
+class TaskHistory:
+    """A project's tasks (`GET /projects/{id}/tasks`); `complete`: no sign of more pages."""
+
+    tasks: tuple[Task, ...]
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,11 @@ def parse_task(data: object, fallback_id: str = "") -> Task:
     output = data.get("output")
     project_id = output.get("projectId") if isinstance(output, Mapping) else None
     project_id = project_id or data.get("projectId")
+    task_id = str(data.get("id") or data.get("taskId") or fallback_id)
+    if len(task_id) > MAX_ID_LENGTH:
+        raise ValueError(f"a task id is longer than {MAX_ID_LENGTH} characters")
     return Task(
-        id=str(data.get("id") or data.get("taskId") or fallback_id),
+        id=task_id,
         status=normalize_status(data.get("status")),
         error=_text_or_none(data.get("error")),
         project_id=str(project_id) if project_id else None,
@@ -110,8 +124,11 @@ def parse_stem(data: object) -> Stem | None:
     if not isinstance(kind, str) or not isinstance(url, str) or not url:
         return None
     model = data.get("model")
+    stem_id = str(data.get("id") or "")
+    if len(stem_id) > MAX_ID_LENGTH:
+        return None
     return Stem(
-        id=str(data.get("id") or ""),
+        id=stem_id,
         type=kind,
         model=model if isinstance(model, str) and model else None,
         url=url,
@@ -134,19 +151,43 @@ def parse_project(data: object, fallback_id: str = "") -> Project:
 
 
 def task_id_of(data: Mapping[str, Any]) -> str | None:
-    """The task id of a submission's answer (`taskId`, or `id`), or None."""
+    """The task id of a submission's answer (`taskId`, or `id`), or None (also for one
+    longer than `MAX_ID_LENGTH`)."""
     task_id = data.get("taskId") or data.get("id")
-    return str(task_id) if task_id else None
+    if not task_id or len(str(task_id)) > MAX_ID_LENGTH:
+        return None
+    return str(task_id)
+
+
+# Fields of a wrapped list that say more items exist than this answer holds.
+_MORE_PAGES = ("next", "nextCursor", "next_cursor", "nextPage", "next_page", "hasMore", "has_more")
 
 
 def task_list(data: object) -> list[object]:
     """The items of a task list: a bare JSON array, or one under `tasks`, `data`, ..."""
+    return _task_items(data)[0]
+
+
+def parse_task_history(data: object) -> TaskHistory:
+    """A project's task history. A bare array is the whole history; a wrapped one is not
+    when the wrapper has a truthy `next`, `hasMore` (and the like) or a `total` beyond it."""
+    items, wrapper = _task_items(data)
+    complete = True
+    if wrapper is not None:
+        total = wrapper.get("total")
+        complete = not any(wrapper.get(field) for field in _MORE_PAGES) and not (
+            isinstance(total, int) and total > len(items)
+        )
+    return TaskHistory(tuple(parse_task(item) for item in items), complete)
+
+
+def _task_items(data: object) -> tuple[list[object], Mapping[str, Any] | None]:
     if isinstance(data, list):
-        return data
+        return data, None
     if isinstance(data, Mapping):
         for field in ("tasks", "data", "items", "results"):
             if isinstance(data.get(field), list):
-                return list(data[field])
+                return list(data[field]), data
     raise ValueError("a task list is neither a JSON array nor an object holding one")
 
 

@@ -750,7 +750,7 @@ async def test_project_tasks_and_task_read_the_simulator() -> None:
         task = await youka.task(task_id)
         history = await youka.project_tasks(pid)
     assert task.id == task_id and task.project_id == pid and not task.terminal
-    assert [t.id for t in history] == [task_id]
+    assert [t.id for t in history.tasks] == [task_id] and history.complete
 
 
 # --- secrets in logs ----------------------------------------------------------------------------

@@ -51,8 +51,8 @@ TABLE = [
     (None, False, RUN, Action.SUBMIT, 1),
     (None, False, RETRY, Action.SUBMIT, 1),
     (Status.PENDING, False, RUN, Action.SUBMIT, 2),
-    (Status.SUBMITTING, False, RUN, Action.RESUBMIT_SAME_KEY, 2),
-    (Status.SUBMITTING, False, RETRY, Action.RESUBMIT_SAME_KEY, 2),
+    (Status.SUBMITTING, False, RUN, Action.RECONCILE, 2),
+    (Status.SUBMITTING, False, RETRY, Action.RECONCILE, 2),
     (Status.SUBMITTED, False, RUN, Action.RESUME_POLL, 2),
     (Status.SUBMITTED, False, RETRY, Action.RESUME_POLL, 2),
     (Status.TIMED_OUT, False, RUN, Action.RESUME_POLL, 2),
@@ -71,6 +71,10 @@ TABLE = [
     (Status.CANCELLED, False, RETRY, Action.SUBMIT, 3),
     (Status.SKIPPED, False, RUN, Action.REPORT_FAILED, 2),
     (Status.SKIPPED, False, RETRY, Action.SUBMIT, 2),
+    (Status.STRANDED, False, RUN, Action.REPORT_FAILED, 2),
+    (Status.STRANDED, False, RETRY, Action.SUBMIT, 3),
+    (Status.NEEDS_ATTENTION, False, RUN, Action.REPORT_FAILED, 2),
+    (Status.NEEDS_ATTENTION, False, RETRY, Action.REPORT_FAILED, 2),
 ]
 
 
@@ -81,6 +85,32 @@ def test_decision_table(
     """Each recorded status leads to the documented next action and attempt number."""
     recorded = None if status is None else Recorded(status, 2, KEY, TASK)
     assert decide(recorded, files_ok=files_ok, mode=mode) == Decision(action, attempt)
+
+
+@pytest.mark.parametrize(
+    ("status", "mode", "action"),
+    [
+        (Status.NEEDS_ATTENTION, RETRY, Action.RESUBMIT_SAME_KEY),
+        (Status.NEEDS_ATTENTION, RUN, Action.REPORT_FAILED),
+        (Status.FAILED, RETRY, Action.SUBMIT),
+        (Status.SUBMITTING, RETRY, Action.RECONCILE),
+    ],
+)
+def test_resend_re_sends_only_a_job_that_needs_attention_and_only_on_retry(
+    status: Status, mode: Mode, action: Action
+) -> None:
+    """`retry --resend` re-sends the recorded key of a job that needs attention; it changes
+    nothing for any other status, and `run` ignores it."""
+    decision = decide(Recorded(status, 2, KEY, TASK), files_ok=False, mode=mode, resend=True)
+    assert decision.action is action
+
+
+def test_a_key_without_its_task_id_is_reconciled_never_re_sent_blindly() -> None:
+    """A row with a key and no task id (whatever its status says) is reconciled first."""
+    for status in (Status.SUBMITTING, Status.SUBMITTED, Status.TIMED_OUT):
+        assert decide(Recorded(status, 1, KEY, None), files_ok=False, mode=RUN).action is (
+            Action.RECONCILE
+        )
 
 
 def test_every_status_is_covered() -> None:
@@ -209,6 +239,7 @@ BUDGET = "budget: HTTP 503"
 SONG = "song music/a.wav: HTTP 503"
 AGAIN = " (the next run sends it again)"
 SAME_KEY = " (creation not confirmed, the next run re-sends the same key)"
+HISTORY_FAILED = "the project's task history could not be read (the next run tries again): HTTP 503"
 FAILURE_TABLE = [
     (Step.READ, Fault.UNSURE, Status.PENDING, Record.NOTHING, READ_FAILED, False),
     (Step.READ, Fault.REFUSED, Status.SKIPPED, Record.SKIPPED, READ_FAILED, False),
@@ -217,7 +248,7 @@ FAILURE_TABLE = [
         Fault.UNSURE,
         Status.SUBMITTING,
         Record.ERROR,
-        "submission not confirmed, the next run re-sends the same key: HTTP 503",
+        "submission not confirmed, the next run finds its task or re-sends the same key: HTTP 503",
         False,
     ),
     (
@@ -226,6 +257,16 @@ FAILURE_TABLE = [
         Status.FAILED,
         Record.FINISHED,
         "submission refused: HTTP 503",
+        False,
+    ),
+    (Step.RECONCILE, Fault.UNSURE, Status.SUBMITTING, Record.NOTHING, HISTORY_FAILED, False),
+    (Step.RECONCILE, Fault.REFUSED, Status.SUBMITTING, Record.NOTHING, HISTORY_FAILED, False),
+    (
+        Step.RECONCILE,
+        Fault.AMBIGUOUS,
+        Status.NEEDS_ATTENTION,
+        Record.NEEDS_ATTENTION,
+        "HTTP 503",
         False,
     ),
     (
@@ -273,9 +314,10 @@ FAILURE_TABLE = [
     (
         Step.FETCH,
         Fault.NO_STEMS,
-        Status.DOWNLOAD_FAILED,
+        Status.STRANDED,
         Record.DOWNLOAD_FAILED,
-        "the project lists no stems of demucs (replaced since?)",
+        "the project lists no stems of demucs (replaced by a later separation?): "
+        "`stemsweep retry` separates it again, a new separation that costs credits",
         False,
     ),
     (
@@ -320,7 +362,7 @@ def test_a_skipped_job_keeps_the_servers_error_and_others_their_reason() -> None
     """`mark_skipped` records the error as given (no key was sent); the rest, the reason."""
     assert on_failure(Step.READ, Fault.REFUSED).stored_error(**FACTS) == "HTTP 503"
     assert on_failure(Step.SUBMIT, Fault.UNSURE).stored_error(**FACTS) == (
-        "submission not confirmed, the next run re-sends the same key: HTTP 503"
+        "submission not confirmed, the next run finds its task or re-sends the same key: HTTP 503"
     )
 
 

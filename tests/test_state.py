@@ -152,7 +152,7 @@ def write_v1_store(path: Path) -> None:
         store.commit_key("prj_a", "demucs", attempt=1, key="k1", known_stem_ids=[])
         store.mark_finished("prj_a", "demucs", Status.SUCCEEDED)
     conn = sqlite3.connect(path)
-    conn.executescript("DROP TABLE stems;" + V1_STEMS)
+    conn.executescript("DROP TABLE stems;" + V1_STEMS + "ALTER TABLE jobs DROP COLUMN key_at;")
     conn.execute(
         "INSERT INTO stems VALUES ('prj_a', 'demucs', 'vocals', 'stm_1', 2.0, 10, ?, ?)",
         ("cd" * 32, "demucs/prj_a/vocals.wav"),
@@ -177,10 +177,32 @@ def test_a_store_of_schema_1_is_read_and_upgraded(db: Path) -> None:
         assert row is not None and row.status is Status.DONE and row.key == "k1"
         store.record_verified("prj_a", "demucs", [replace(V1_STEM, mtime_ns=5)])
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
     with StateStore.open_reader(db) as reader:
         assert reader.stems("prj_a", "demucs") == [replace(V1_STEM, mtime_ns=5)]
+
+
+def test_a_store_of_schema_2_is_read_and_upgraded(db: Path) -> None:
+    """A store of schema 2 has no `key_at`: read without it, then upgraded in place, its
+    rows keeping their keys (their key time reads as unknown until a key is committed)."""
+    with StateStore.open_writer(db) as store:
+        store.commit_key("prj_a", "demucs", attempt=1, key="k1", known_stem_ids=[])
+    conn = sqlite3.connect(db)
+    conn.executescript("ALTER TABLE jobs DROP COLUMN key_at; PRAGMA user_version=2;")
+    conn.close()
+    with StateStore.open_reader(db) as reader:
+        row = reader.get("prj_a", "demucs")
+        assert row is not None and row.key == "k1" and row.key_at is None
+    with StateStore.open_writer(db) as store:
+        row = store.get("prj_a", "demucs")
+        assert row is not None and row.status is Status.SUBMITTING and row.key_at is None
+        store.commit_key("prj_b", "demucs", attempt=1, key="k2", known_stem_ids=[])
+        later = store.get("prj_b", "demucs")
+        assert later is not None and later.key_at is not None
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
 
 
 def test_a_store_of_schema_1_is_adopted(tmp_path: Path) -> None:

@@ -109,8 +109,9 @@ async def test_a_long_body_is_staged_to_a_file_and_a_short_one_in_memory(tmp_pat
     assert [p.name for p in all_files(tmp_path)] == ["vocals.wav", "vocals.wav"]
 
 
-async def test_connections_are_kept_alive_between_gets(tmp_path: Path) -> None:
-    """Three GETs in a row to one origin travel on one connection."""
+async def test_every_get_has_a_connection_of_its_own(tmp_path: Path) -> None:
+    """Three GETs in a row to one origin each open a connection, ask the host to close it,
+    and leave none open: bytes sent past a body can never reach the next GET."""
     storage_client = client()
     async with storage(files) as host:
         for name in ("long", "short", "long"):
@@ -118,28 +119,8 @@ async def test_connections_are_kept_alive_between_gets(tmp_path: Path) -> None:
             assert answer.staged is not None
             await commit_one(answer.staged)
     storage_client.close()
-    assert len(host.ports) == 3 and len(set(host.ports)) == 1
-
-
-async def test_a_connection_the_server_closed_while_idle_is_replaced(tmp_path: Path) -> None:
-    """When the server has closed a kept-alive connection, the next GET opens a new one and
-    succeeds, with no error for the caller."""
-    transports: list[Any] = []
-
-    async def remembered(request: web.Request) -> web.StreamResponse:
-        transports.append(request.transport)
-        return await files(request)
-
-    storage_client = client()
-    async with storage(remembered) as host:
-        first = await storage_client.get(host.url("short"), {}, final_in(tmp_path))
-        transports[0].close()  # the server drops the idle connection
-        await anyio.sleep(0.1)
-        second = await storage_client.get(host.url("short"), {}, final_in(tmp_path))
-    storage_client.close()
-    assert first.staged is not None and second.staged is not None
-    assert second.staged.body == SHORT
-    assert len(set(host.ports)) == 2
+    assert len(host.ports) == 3 and len(set(host.ports)) == 3
+    assert [h.get("Connection") for h in host.headers] == ["close"] * 3
 
 
 async def cut(request: web.Request) -> web.StreamResponse:
@@ -153,13 +134,11 @@ async def cut(request: web.Request) -> web.StreamResponse:
 
 
 async def test_a_body_cut_short_is_retryable_and_leaves_no_file(tmp_path: Path) -> None:
-    """Fewer bytes than Content-Length announced: RetryableDownloadError, no temporary file,
-    and the connection is not used again."""
+    """Fewer bytes than Content-Length announced: RetryableDownloadError, no temporary file."""
     storage_client = client()
     async with storage(cut) as host:
         with pytest.raises(RetryableDownloadError, match="Content-Length announced"):
             await storage_client.get(host.url("long"), {}, final_in(tmp_path))
-        assert storage_client._idle == {}
     storage_client.close()
     assert all_files(tmp_path) == []
 
@@ -244,16 +223,17 @@ async def test_a_storage_origin_that_sent_a_long_body_is_read_in_worker_threads(
     tmp_path: Path,
 ) -> None:
     """YoukaClient.fetch receives the first long body from a storage origin on its event
-    loop; later GETs to that origin go to worker threads (a connection of their own, kept
-    alive); every file is right and no request carries the API key."""
+    loop; later GETs to that origin go to worker threads; every GET has its own connection,
+    every file is right and no request carries the API key."""
     youka = YoukaClient("http://127.0.0.1:9/api/v1", "sk-test", requests_per_second=100, attempts=2)
     async with storage(files) as host, youka:
         for index in range(3):
             staged = await youka.fetch(str(host.url("long")), tmp_path / f"{index}" / "vocals")
             placed = await commit_one(staged)
             assert placed.path.name == "vocals.wav" and placed.path.read_bytes() == LONG
-    first, *threaded = host.ports
-    assert len(set(threaded)) == 1 and first not in threaded
+        noted = youka._transport._large_bodies  # the origins whose GETs go to threads
+        assert noted == {("http", "127.0.0.1", host.server.port)}
+    assert len(set(host.ports)) == 3
     assert not any("Authorization" in h for h in host.headers)
 
 
