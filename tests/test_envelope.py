@@ -20,11 +20,13 @@ from orchestrator.envelope import (
 )
 from orchestrator.errors import (
     ApiError,
+    ApiUnavailableError,
     CredentialsError,
     DownloadError,
     ExpiredUrlError,
     ManifestError,
     RetryableApiError,
+    StateError,
     StateLockedError,
     StemsweepError,
     UsageError,
@@ -37,7 +39,9 @@ from orchestrator.errors import (
         (ManifestError("m"), "INVALID_MANIFEST"),
         (CredentialsError("c"), "UNAUTHORIZED"),
         (StateLockedError("s"), "STATE_LOCKED"),
+        (StateError("s"), "STATE_ERROR"),
         (UsageError("u"), "USAGE_ERROR"),
+        (ApiUnavailableError("a"), "API_UNAVAILABLE"),
         (ApiError("a"), "API_ERROR"),
         (RetryableApiError("r"), "API_ERROR"),  # a subclass has its parent's code
         (DownloadError("d"), "DOWNLOAD_ERROR"),
@@ -84,7 +88,11 @@ def test_the_two_shapes() -> None:
             {"exit_code": 2, "stopped_by": "key rejected", "counts": {}},
             ("STOPPED", "the run was stopped: key rejected"),
         ),
-        ({"exit_code": 3, "counts": {}}, ("STOPPED", "the run ended with exit code 3")),
+        (
+            {"exit_code": 3, "stopped_by": "the API could not be reached", "counts": {}},
+            ("API_UNAVAILABLE", "the run was stopped: the API could not be reached"),
+        ),
+        ({"exit_code": 4, "counts": {}}, ("STOPPED", "the run ended with exit code 4")),
     ],
 )
 def test_a_runs_failure(summary: dict[str, Any], expected: tuple[str, str] | None) -> None:

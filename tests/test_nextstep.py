@@ -15,9 +15,11 @@ from conftest import WriteManifest, quick_profile
 
 from orchestrator.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli
 from orchestrator.envelope import (
+    API_UNAVAILABLE,
     INTERRUPTED,
     INVALID_MANIFEST,
     MISSING_EXTRA,
+    STATE_ERROR,
     STATE_LOCKED,
     UNAUTHORIZED,
     USAGE_ERROR,
@@ -52,12 +54,16 @@ FAILED = [{"project": "p", "model": "m", "status": "failed", "attempt": 1, "reas
             {"exit_code": 2, "stopped_by": "key rejected", "failed": []},
             NextStep(SAME, fix="fix what stopped the run (see above)", why="resumes"),
         ),
-        ({"exit_code": 3, "failed": FAILED}, NextStep(SAME, why="resumes")),
+        (
+            {"exit_code": 3, "stopped_by": "the API could not be reached", "failed": []},
+            NextStep(SAME, why="resumes once the API answers again; nothing was lost"),
+        ),
+        ({"exit_code": 4, "failed": FAILED}, NextStep(SAME, why="resumes")),
     ],
 )
 def test_after_a_run(summary: dict[str, Any], step: NextStep | None) -> None:
     """Exit 1: retry with the same options; 130: the same command; stopped: fix, then it;
-    any other ending: the same command."""
+    the API unreachable (3): the same command, later; any other ending: the same command."""
     assert after_run(summary, same=SAME, retry=RETRY) == step
 
 
@@ -69,7 +75,9 @@ def test_after_a_run(summary: dict[str, Any], step: NextStep | None) -> None:
         (STATE_LOCKED, SAME, "wait for the other run to end (or give this one its own --state)"),
         (MISSING_EXTRA, SAME, "install the extra the error names"),
         (USAGE_ERROR, HELP, "correct the command"),
+        (STATE_ERROR, SAME, "do what the error says about the state file"),
         (INTERRUPTED, SAME, ""),
+        (API_UNAVAILABLE, SAME, ""),
         ("API_ERROR", SAME, ""),
     ],
 )
