@@ -147,8 +147,12 @@ def check_core(core: Path, work: Path) -> None:
         raise SmokeError("the core install brought numpy")
     for args, extra in ((["simulate"], "simulator"), (["report", str(work)], "report")):
         done = stemsweep(core, *args, cwd=work, expect=2)
-        lines = done.stderr.strip().splitlines()
-        if len(lines) != 1 or f"pip install 'stemsweep[{extra}]'" not in lines[0]:
+        lines = done.stderr.strip().splitlines()  # the error, then what to run next
+        if (
+            len(lines) != 2
+            or f"pip install 'stemsweep[{extra}]'" not in lines[0]
+            or not lines[1].startswith("next: install the extra")
+        ):
             raise SmokeError(f"`stemsweep {args[0]}` without its extra said {done.stderr!r}")
 
 
