@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "connection",
             "lifecycle",
+            "failures",
             "reconcile",
             "jobs",
             "backoff",
