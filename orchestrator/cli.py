@@ -275,8 +275,8 @@ def _sweep(
     from orchestrator.logs import LogFormat, configure_logging
     from orchestrator.manifest import load_manifest
     from orchestrator.runner import run_manifest
+    from orchestrator.summary_text import render_summary
     from orchestrator.tally import Tally
-    from orchestrator.views import render_summary
 
     shard = _parse_shard(shard_text)
     manifest = load_manifest(manifest_path)

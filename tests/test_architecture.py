@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "backoff",
             "tally",
             "views",
+            "summary_text",
             "envelope",
             "nextstep",
             "forecast",
