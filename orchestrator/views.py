@@ -1,5 +1,5 @@
-"""What the commands print: `plan`, `status` and `models`, from the state and the catalogue
-(pure); and the pieces of text every command's answer shares.
+"""What `plan`, `status` and `models` print, from the state and the catalogue (pure); and
+the pieces of text the run's summary shares with them.
 
 Each command's answer is one document (a dict of JSON values), made once: `--json` prints
 it in the envelope (`envelope.py`), and the text is rendered from it by a `render_*`
