@@ -173,7 +173,9 @@ MODULES = {
     "backoff": "poll loop and admission",
     "runner": "runner bookkeeping",
     "lifecycle": "runner bookkeeping",
+    "failures": "runner bookkeeping",
     "summary": "summary and progress",
+    "summary_text": "summary and progress",
     "progress": "summary and progress",
 }
 
@@ -191,8 +193,10 @@ def _purpose(parsed: list[tuple[str, str]], ours: list[tuple[str, str]]) -> str:
     if not ours:
         return "event loop and libraries (no stemsweep frame)"
     module = _module(ours[-1][1])
-    if module in ("cli", "manifest", "jobs", "catalog", "__main__"):
-        return "start-up (manifest, plan)" if module != "cli" else "event loop (run by cli)"
+    if module in ("cli", "commands.sweep"):
+        return "event loop (run by cli)"
+    if module in ("manifest", "jobs", "catalog", "__main__"):
+        return "start-up (manifest, plan)"
     return MODULES.get(module, module)
 
 

@@ -13,7 +13,7 @@ by a run without a ceiling) gets one before it is sent again.
 Once a submission would pass the ceiling, or the API answers that the account has too
 few credits (402, or 403 `INSUFFICIENT_CREDITS`), the run sends no further submission:
 what is in flight finishes, the rest ends `not_started` with its reason, `budget: ...`
-(`lifecycle.Outcome`). A refused submission's credits are released: nothing started.
+(`failures.Outcome`). A refused submission's credits are released: nothing started.
 
 `price_jobs` prices the jobs a run would submit, for `stemsweep plan --quote`.
 

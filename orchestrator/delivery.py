@@ -36,9 +36,10 @@ import anyio
 from orchestrator.api import YoukaClient
 from orchestrator.download import digest_matches
 from orchestrator.errors import ApiError, DownloadError, ExpiredUrlError
+from orchestrator.failures import Fault, fault_of
 from orchestrator.files import Staged, commit, discard, write_json_atomic
 from orchestrator.jobs import JobId
-from orchestrator.lifecycle import Fault, Selection, Status, fault_of, select_stems
+from orchestrator.lifecycle import Selection, Status, select_stems
 from orchestrator.logs import get_logger
 from orchestrator.paths import is_safe_name, job_file, reference_base, stem_base
 from orchestrator.scheduling import SharedReads

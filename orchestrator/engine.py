@@ -61,23 +61,19 @@ from orchestrator.errors import (
     StateError,
     StemsweepError,
 )
-from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
-from orchestrator.ledger import Ledger, OverBudget
-from orchestrator.lifecycle import (
+from orchestrator.failures import (
     UNEXPECTED,
-    Action,
     Consequence,
     Fault,
-    Mode,
-    Status,
     Step,
-    decide,
     fault_of,
     may_resubmit,
     on_failure,
-    reported_again,
     separation_fault,
 )
+from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
+from orchestrator.ledger import Ledger, OverBudget
+from orchestrator.lifecycle import Action, Mode, Status, decide, reported_again
 from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
 from orchestrator.outcomes import Outcomes

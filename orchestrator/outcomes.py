@@ -1,6 +1,6 @@
 """What the state store and the run's report are told about a job as it moves and ends.
 
-`Outcomes.give_up` applies a failure as `lifecycle.on_failure` says: the state store is told
+`Outcomes.give_up` applies a failure as `failures.on_failure` says: the state store is told
 what the consequence's `record` names (`record`), and the job is reported failed (`fail`:
 the tally, one `job.failed` log line). `show` moves a job to a status in the live counts;
 `note` counts the types a done job could not deliver. The engine, and its reconciliation
@@ -9,8 +9,9 @@ the tally, one `job.failed` log line). `show` moves a job to a status in the liv
 
 from __future__ import annotations
 
+from orchestrator.failures import Consequence, Fault, Record, Step, on_failure
 from orchestrator.jobs import JobId
-from orchestrator.lifecycle import Consequence, Fault, Record, Status, Step, on_failure
+from orchestrator.lifecycle import Status
 from orchestrator.logs import get_logger
 from orchestrator.scheduling import Ticket
 from orchestrator.state import JobRecord, StateStore
@@ -29,7 +30,7 @@ class Outcomes:
     def give_up(
         self, ticket: Ticket, step: Step, fault: Fault, attempt: int, **facts: object
     ) -> None:
-        """The job fails at `step`: recorded and reported as `lifecycle.on_failure` says."""
+        """The job fails at `step`: recorded and reported as `failures.on_failure` says."""
         consequence = on_failure(step, fault)
         assert consequence.status is not None
         self.record(ticket.job, consequence, attempt, facts)

@@ -1,9 +1,10 @@
 """How a command answers: text for people, or one JSON document under `--json`.
 
 Every command takes `--json`. Without it, a command prints its text on stdout (rendered
-from its document by `views.py`) and an error on stderr as `error: ...`. With it, stdout
-holds exactly one JSON document, the envelope of `envelope.py`, and nothing else; logs,
-the live display and the `error:` line stay on stderr. Exit codes are the same either way.
+from its document by `views.py`, or `summary_text.py` for a run) and an error on stderr as
+`error: ...`. With it, stdout holds exactly one JSON document, the envelope of
+`envelope.py`, and nothing else; logs, the live display and the `error:` line stay on
+stderr. Exit codes are the same either way.
 
 After a command that did not end well, a `next:` line says what to run next
 (`nextstep.py`): after a run, at the end of its text on stdout; after an error, on stderr

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from orchestrator.api import YoukaClient
 from orchestrator.errors import ApiError
+from orchestrator.failures import Fault, Step, fault_of
 from orchestrator.jobs import JobId, Shard
-from orchestrator.lifecycle import Action, Fault, Step, fault_of
+from orchestrator.lifecycle import Action
 from orchestrator.logs import get_logger
 from orchestrator.outcomes import Outcomes
 from orchestrator.reconcile import Resolution, Verdict, needs_history, reconcile

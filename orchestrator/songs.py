@@ -42,24 +42,19 @@ from orchestrator.errors import (
     StemsweepError,
     UsageError,
 )
+from orchestrator.failures import Fault, Outcome, Record, Step, on_failure, upload_fault
 from orchestrator.files import write_json_atomic
 from orchestrator.jobs import JobId, Shard, song_key, song_ref
 from orchestrator.ledger import Ledger, OverBudget, SongRecord
 from orchestrator.lifecycle import (
     Action,
     Decision,
-    Fault,
     Mode,
-    Outcome,
-    Record,
     SongStatus,
     SongStep,
     Status,
-    Step,
     decide_song,
-    on_failure,
     reported_again,
-    upload_fault,
 )
 from orchestrator.logs import get_logger
 from orchestrator.paths import song_folder, song_slug

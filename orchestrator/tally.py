@@ -23,7 +23,7 @@ from orchestrator.lifecycle import Status
 QUEUED = "queued"  # not yet read from the manifest
 WAITING = "waiting"  # read, waiting for a slot (per project, per model, in flight)
 DOWNLOADING = "downloading"  # separation succeeded, files being fetched
-NOT_STARTED = "not_started"  # the ceiling or too few credits (`lifecycle.Outcome`)
+NOT_STARTED = "not_started"  # the ceiling or too few credits (`failures.Outcome`)
 
 # The order statuses are shown in: work in progress first, then outcomes.
 DISPLAY_ORDER = (

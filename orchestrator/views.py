@@ -1,14 +1,16 @@
-"""What the commands print: the run's summary, and `plan` and `status` from the state (pure).
+"""What `plan`, `status` and `models` print, from the state and the catalogue (pure); and
+the pieces of text the run's summary shares with them.
 
 Each command's answer is one document (a dict of JSON values), made once: `--json` prints
 it in the envelope (`envelope.py`), and the text is rendered from it by a `render_*`
-function. For `run` and `retry` it is the summary document (`tally.summary_data`, the
-content of summary.json), printed by `render_summary`; `models_data`, `plan_data` and
-`status_data` make the others.
+function. `models_data`, `plan_data` and `status_data` make the documents here; for `run`
+and `retry` it is the summary document (`tally.summary_data`, the content of
+summary.json), whose text is `summary_text.py`'s.
 
 `plan_rows` is what a run would do with each job, and `status_tally` the jobs per status
 and model, both from the state alone, without any network. `format_table` lays rows out in
-plain columns a script can `cut`.
+plain columns a script can `cut`; `not_done_lines` lists the jobs not done, for the summary
+and for `status` alike.
 """
 
 from __future__ import annotations
@@ -23,130 +25,28 @@ from orchestrator.jobs import JobId, idempotency_key
 from orchestrator.lifecycle import Action, Mode, Recorded, Status, decide
 from orchestrator.tally import Failure, Tally
 
-# How many failures the text summary lists before pointing at summary.json.
+# How many rows of a list the text shows (jobs not done, songs, jobs not priced).
 MAX_LISTED = 20
-# A type missing from this many models or fewer names them.
-NAMED_MODELS = 3
 
 
-def render_summary(data: Mapping[str, Any]) -> str:
-    """The summary as text for stdout: counts, per model, failures with reasons, where to look."""
-    shard = f" (shard {data['shard']})" if data.get("shard") else ""
-    lines = [
-        f"stemsweep {data.get('mode', 'run')} {data.get('name', '')}{shard}: "
-        f"{data['jobs']} jobs in {data.get('wall_seconds', 0.0):.1f}s, "
-        f"{data.get('api_requests', 0)} API requests"
-        + (" (interrupted)" if data["interrupted"] else ""),
-        "  " + ", ".join(f"{status} {n}" for status, n in data["counts"].items()),
-    ]
-    per_model: Mapping[str, Mapping[str, int]] = data["per_model"]
-    if per_model:
-        width = max(len(m) for m in per_model)
-        lines.append("per model:")
-        for model, counts in per_model.items():
-            shown = ", ".join(f"{s} {n}" for s, n in counts.items())
-            lines.append(f"  {model:<{width}}  {shown}")
-    failed: Sequence[Mapping[str, Any]] = data["failed"]
-    if failed:
-        lines.append(f"not done ({len(failed)}):")
-        lines.extend(
-            f"  {f['project']} {f['model']} [{f['status']}, attempt {f['attempt']}]: {f['reason']}"
-            for f in failed[:MAX_LISTED]
-        )
-        if len(failed) > MAX_LISTED:
-            lines.append(f"  ... and {len(failed) - MAX_LISTED} more in summary.json")
-    lines.extend(_note_lines(data["notes"], per_model))
-    lines.extend(_credit_lines(data.get("credits")))
-    lines.extend(_song_lines(data.get("songs")))
-    lines.extend(_advice(data))
-    if data.get("output"):
-        where = f"files in {data['output']}"
-        lines.append(where + (f", summary in {data['summary']}" if data.get("summary") else ""))
-    return "\n".join(lines)
+def counts_text(counts: Mapping[str, int]) -> str:
+    """Counts by name, in their order: `done 30, failed 2`."""
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
 
 
-def _note_lines(
-    notes: Sequence[Mapping[str, Any]], per_model: Mapping[str, Mapping[str, int]]
-) -> list[str]:
-    """The types done jobs did not deliver, one line per type and kind for all models:
-    `backing_vocals missing from 11 of 12 models (33 jobs)` rather than a line per model."""
-    if not notes:
+def not_done_lines(failed: Sequence[Mapping[str, Any]], *, rest: str = "") -> list[str]:
+    """The jobs not done, the first `MAX_LISTED` with their status, attempt and reason (if
+    any); `rest` says where the others are listed."""
+    if not failed:
         return []
-    models: dict[tuple[str, str], set[str]] = {}
-    jobs: Counter[tuple[str, str]] = Counter()
-    for note in notes:
-        for stem_type in note["types"]:
-            models.setdefault((stem_type, note["kind"]), set()).add(note["model"])
-            jobs[(stem_type, note["kind"])] += note["jobs"]
-    done_models = sum(1 for counts in per_model.values() if counts.get("done"))
-    lines = ["done, with types not delivered (details in each job.json):"]
-    for (stem_type, kind), names in sorted(models.items()):
-        of = max(done_models, len(names))
-        n = jobs[(stem_type, kind)]
-        line = f"  {stem_type} {kind} from {len(names)} of {of} model{_s(of)} ({n} job{_s(n)})"
-        if len(names) <= NAMED_MODELS:
-            line += ": " + ", ".join(sorted(names))
-        lines.append(line)
-    return lines
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"
-
-
-def _credit_lines(credits: Mapping[str, Any] | None) -> list[str]:
-    """The credits a run priced and submitted, its ceiling, and why submissions stopped."""
-    if not credits or (credits.get("quoted") is None and not credits.get("stopped_by")):
-        return []
-    line = f"credits: quoted {credits['quoted']}, submitted {credits['submitted']}"
-    if credits.get("ceiling") is not None:
-        line += (
-            f" (max_credits {credits['ceiling']}: {credits['reserved']} reserved, "
-            f"{credits['left']} left)"
-        )
-    lines = [line]
-    if credits.get("stopped_by"):
-        lines.append(f"  submissions stopped: {credits['stopped_by']}")
-    return lines
-
-
-def _song_lines(songs: Mapping[str, Any] | None) -> list[str]:
-    """How many songs, and which files are one song (the same bytes)."""
-    if not songs:
-        return []
-    lines = [f"songs: {songs['songs']} from {songs['files']} files, listed in {songs['list']}"]
-    for paths in songs.get("same_bytes", [])[:MAX_LISTED]:
-        lines.append(f"  one song (the same bytes): {', '.join(paths)}")
-    return lines
-
-
-def _advice(data: Mapping[str, Any]) -> list[str]:
-    """What the summary asks of its reader: jobs only `retry` can move, what it costs, and
-    a state that was rebuilt."""
-    lines = []
-    counts: Mapping[str, int] = data["counts"]
-    stranded, attention = counts.get("stranded", 0), counts.get("needs_attention", 0)
-    if stranded:
+    lines = [f"not done ({len(failed)}):"]
+    for f in failed[:MAX_LISTED]:
+        reason = f": {f['reason']}" if f["reason"] else ""
         lines.append(
-            f"{stranded} job(s) stranded: the API no longer lists their stems; "
-            "`stemsweep retry` separates them again (new separations: they cost credits)"
+            f"  {f['project']} {f['model']} [{f['status']}, attempt {f['attempt']}]{reason}"
         )
-    if attention:
-        lines.append(
-            f"{attention} job(s) need attention: a submission whose task cannot be told "
-            "apart; each reason says what to check and how to re-send it (`retry --resend`)"
-        )
-    again: Mapping[str, int] = data.get("new_attempts") or {}
-    if again:
-        shown = ", ".join(f"{n} {status}" for status, n in again.items())
-        lines.append(f"separated again, as new attempts that cost credits: {shown}")
-    rebuilt: Mapping[str, Any] | None = data.get("state_rebuilt")
-    if rebuilt:
-        aside = f", kept aside as {rebuilt['kept_aside']}" if rebuilt.get("kept_aside") else ""
-        lines.append(
-            f"state was {rebuilt['found']}{aside}: rebuilt from "
-            f"{rebuilt['jobs_from_job_json']} job.json file(s)"
-        )
+    if len(failed) > MAX_LISTED:
+        lines.append(f"  ... and {len(failed) - MAX_LISTED} more{rest}")
     return lines
 
 
@@ -378,16 +278,7 @@ def render_status(data: Mapping[str, Any]) -> str:
             ((m, *(per.get(s, 0) for s in statuses)) for m, per in data["per_model"].items()),
         ),
     ]
-    failed: Sequence[Mapping[str, Any]] = data["failed"]
-    if failed:
-        lines.append(f"not done ({len(failed)}):")
-        for f in failed[:MAX_LISTED]:
-            reason = f": {f['reason']}" if f["reason"] else ""
-            lines.append(
-                f"  {f['project']} {f['model']} [{f['status']}, attempt {f['attempt']}]{reason}"
-            )
-        if len(failed) > MAX_LISTED:
-            lines.append(f"  ... and {len(failed) - MAX_LISTED} more")
+    lines.extend(not_done_lines(data["failed"]))
     return "\n".join(lines)
 
 
@@ -403,4 +294,4 @@ def _state_lines(label: str, data: Mapping[str, Any]) -> list[str]:
 
 def _jobs_line(total: int, shard: str | None, counts: Mapping[str, int]) -> str:
     where = f" in shard {shard}" if shard is not None else ""
-    return f"{total}{where}: " + ", ".join(f"{name} {n}" for name, n in counts.items())
+    return f"{total}{where}: " + counts_text(counts)

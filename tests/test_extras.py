@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import EXIT_USAGE
+from orchestrator.commands.common import EXIT_USAGE
 from orchestrator.extras import EXTRAS, missing_extra
 
 ROOT = Path(__file__).resolve().parent.parent

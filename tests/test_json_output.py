@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from conftest import WriteManifest, quick_profile
 
 from orchestrator.catalog import model_names
-from orchestrator.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, cli
+from orchestrator.cli import cli
+from orchestrator.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from orchestrator.simulator.server import SimulatorThread
 
 pytestmark = pytest.mark.slow

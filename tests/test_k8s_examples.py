@@ -13,7 +13,8 @@ import yaml
 from kubernetes_validate import ValidationError, validate
 from kubernetes_validate.utils import all_versions
 
-from orchestrator.cli import EXIT_USAGE, cli
+from orchestrator.cli import cli
+from orchestrator.commands.common import EXIT_USAGE
 from orchestrator.jobs import Shard, count_jobs, iter_jobs, select_shard
 from orchestrator.manifest import load_manifest
 

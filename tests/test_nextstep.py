@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import WriteManifest, quick_profile
 
-from orchestrator.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cli
+from orchestrator.cli import cli
+from orchestrator.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from orchestrator.envelope import (
     API_UNAVAILABLE,
     INTERRUPTED,

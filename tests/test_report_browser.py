@@ -42,6 +42,8 @@ FLAGS = (
     "--hide-scrollbars",
     "--window-size=1360,1500",
 )
+# How long a page may take to load: well under a second on a quiet machine, more on a busy one.
+PAGE_READY_SECONDS = 60
 
 
 def _missing() -> str | None:
@@ -92,6 +94,22 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
     return dataclasses.replace(result, html=base / result.html)
 
 
+def open_page(browser: Any, url: str | None = None) -> None:
+    """Open `url` (None: reload the page), then wait until the page and everything it loads
+    are loaded (`document.readyState` is `complete`); a page not loaded after
+    PAGE_READY_SECONDS fails the test."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if url is None:
+        browser.refresh()
+    else:
+        browser.get(url)
+    WebDriverWait(browser, PAGE_READY_SECONDS, poll_frequency=0.05).until(
+        lambda driver: driver.execute_script("return document.readyState") == "complete",
+        f"the page was not loaded after {PAGE_READY_SECONDS}s",
+    )
+
+
 def file_path(url: str) -> Path:
     parsed = urlparse(url)
     assert parsed.scheme == "file", url
@@ -102,7 +120,7 @@ def test_report_opens_from_disk_without_errors_and_every_link_resolves(
     browser: Any, report: ReportResult
 ) -> None:
     """Loads over file:// with no console error or network fetch; all audio and images resolve."""
-    browser.get(report.html.as_uri())
+    open_page(browser, report.html.as_uri())
     assert browser.execute_script("return document.readyState") == "complete"
     assert "Which model separates" in browser.title + browser.page_source
 
@@ -144,7 +162,7 @@ def test_report_opens_from_disk_without_errors_and_every_link_resolves(
 
 def test_screenshot_of_the_report(browser: Any, report: ReportResult) -> None:
     """A screenshot of the top of the report is saved next to it (and to docs/ on request)."""
-    browser.get(report.html.as_uri())
+    open_page(browser, report.html.as_uri())
     shot = report.html.parent / "screenshot.png"
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
@@ -180,9 +198,9 @@ def test_a_blind_listener_rates_reveals_exports_and_the_ratings_fold_back(
     browser.execute_cdp_cmd(
         "Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
-    browser.get(report.html.as_uri())
+    open_page(browser, report.html.as_uri())
     browser.execute_script("localStorage.clear()")
-    browser.refresh()
+    open_page(browser)
     blind = browser.find_element(By.ID, "blind")
     hidden_text = blind.text
     assert "Reveal all names" in hidden_text
@@ -209,7 +227,7 @@ def test_a_blind_listener_rates_reveals_exports_and_the_ratings_fold_back(
     progress = browser.find_element(By.ID, "listen-progress").text
     assert progress == f"{total} of {total} excerpts rated"
 
-    browser.refresh()  # the ratings are kept in the browser
+    open_page(browser)  # the ratings are kept in the browser
     first, code = data["trials"][0]["id"], data["trials"][0]["items"][0]["code"]
     kept = browser.find_element(By.CSS_SELECTOR, f'input[data-trial="{first}"][data-code="{code}"]')
     assert int(kept.get_attribute("value")) == expected[(first, code)]
@@ -276,7 +294,7 @@ def test_long_model_names_are_readable_in_the_matrix_and_charts(
     (root / "_references" / "song").mkdir(parents=True)
     sf.write(root / "_references" / "song" / "vocals.wav", np.stack([tone, tone], 1), 44100)
     result = build_report([root])
-    browser.get(result.html.as_uri())
+    open_page(browser, result.html.as_uri())
     overflow = browser.execute_script(
         "return Array.from(document.querySelectorAll('th.model'))"
         ".filter(th => th.scrollWidth > th.clientWidth + 1).map(th => th.textContent)"

@@ -13,7 +13,7 @@ from orchestrator.lifecycle import Mode
 from orchestrator.manifest import load_manifest
 from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.server import Simulator
-from orchestrator.views import render_summary
+from orchestrator.summary_text import render_summary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
 

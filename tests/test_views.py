@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 from orchestrator.catalog import model_names
+from orchestrator.summary_text import render_summary
 from orchestrator.tally import Failure, Note, Tally, summary_data
 from orchestrator.views import (
     PlanRow,
     plan_data,
     render_plan,
     render_status,
-    render_summary,
     state_data,
     status_data,
 )
@@ -55,6 +55,21 @@ def test_a_type_most_models_do_not_deliver_is_one_line() -> None:
 def test_no_notes_no_lines() -> None:
     """A run whose models delivered every type says nothing about types."""
     assert "not delivered" not in render_summary(done_run([]))
+
+
+def test_the_summary_lists_the_first_jobs_not_done_and_points_at_the_rest() -> None:
+    """The summary's text lists twenty jobs not done with their reasons, then says how
+    many more summary.json holds."""
+    tally = Tally(25)
+    for i in range(25):
+        tally.move("demucs", None, "failed")
+        tally.fail(Failure(f"prj_{i:02d}", "demucs", "failed", 2, "separation failed: boom"))
+    data = summary_data(tally, run={"mode": "run", "name": "n"}, interrupted=False)
+    lines = render_summary(json.loads(json.dumps(data))).splitlines()
+    start = lines.index("not done (25):")
+    assert lines[start + 1] == "  prj_00 demucs [failed, attempt 2]: separation failed: boom"
+    assert lines[start + 20] == "  prj_19 demucs [failed, attempt 2]: separation failed: boom"
+    assert lines[start + 21] == "  ... and 5 more in summary.json"
 
 
 def test_plan_text_and_json_come_from_the_same_document() -> None:
