@@ -59,14 +59,10 @@ from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
 from orchestrator.paths import own_folders, songs_name, summary_name
 from orchestrator.songs import in_shard, prepare_songs
 from orchestrator.spec import Manifest, SimulatorSpec
-from orchestrator.state import (
-    StateStore,
-    default_state_path,
-    local_api_folder,
-    other_splits,
-    utc_now,
-)
+from orchestrator.state import StateStore, utc_now
+from orchestrator.state_files import default_state_path, local_api_folder, other_splits
 from orchestrator.state_guard import Opened, open_checked, rebuild
+from orchestrator.state_merge import adopt
 from orchestrator.tally import Tally, summary_data
 
 log = get_logger()
@@ -156,7 +152,7 @@ async def run_manifest(
                 log.info("run.partials_removed", count=removed)
         for other in other_splits(out, shard):
             wanted = (lambda _: True) if shard is None else shard.has_project
-            adopted = store.adopt(other, wanted)
+            adopted = adopt(store, other, wanted)
             if adopted:
                 log.info("run.records_adopted", jobs=adopted, store=str(other))
         rebuilt = _rebuild(opened, store, out, shard)
