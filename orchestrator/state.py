@@ -1,7 +1,8 @@
-# A little over 400 lines, on purpose: every transition of a job with its durability, and
-# the crash table that reasons about them, are read together. Its schema, versions and
-# upgrades are `state_schema.py`'s; records taken from another split's store or from the
-# tree's job.json files, `state_merge.py`'s; its files and lock, `state_files.py`'s.
+# About 500 lines, on purpose: the store is one class, and every transition of a job with
+# its durability is read together with the crash table that reasons about them (the
+# docstring is a tenth of it). What could stand apart does: the tables, their versions and
+# upgrades (`state_schema.py`); records taken from another split's store or from the
+# tree's job.json files (`state_merge.py`); its files and lock (`state_files.py`).
 """The state store: one SQLite file per output tree; with `ledger` (its songs and credit
 reservations, in the same file and transactions), `state_schema` (its tables, upgrades and
 connection) and `state_merge` (records taken from another split's store or from the tree's
@@ -245,6 +246,11 @@ class StateStore:
             )
             for row in cursor:
                 yield job_row(row)
+
+    def has_jobs(self) -> bool:
+        """Whether the store holds any job."""
+        with translated(self.path, doing="read"):
+            return self._conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None
 
     def task_ids(self, project: str) -> set[str]:
         """Every task id recorded for `project`, by any job and attempt: the tasks of the

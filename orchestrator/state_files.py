@@ -112,3 +112,8 @@ def refuse_links(path: Path) -> None:
             f"{planted[0]} is a symbolic link; stemsweep never reads or writes its state "
             "through one: remove it (or give the run another --state)"
         )
+
+
+def no_follow(name: str, flags: int) -> int:
+    """An opener (for `open(..., opener=no_follow)`) that never follows a symbolic link."""
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -1,5 +1,5 @@
 """Records that come into a state store from elsewhere: another split's store (`adopt`,
-`open_view`), or the tree's job.json files (`restore`, for `state_guard`'s rebuild).
+`open_view`), or the tree's job.json files (`restore`, for `state_rebuild`).
 
 Part of the state boundary (with `state`, `state_schema` and `ledger`, the only modules
 that touch SQLite): it works on the store's own connection, in the store's transactions.
@@ -7,8 +7,16 @@ that touch SQLite): it works on the store's own connection, in the store's trans
 `adopt` is for a tree whose runs were re-sharded (or went from one store to shards, or
 back): a job done under another split stays done, a submission in flight is resumed with
 its own key, a failed one keeps its attempt number, and the latest record of a job (by
-`updated_at`) wins wherever it was made. The other store is only read, of any schema this
-stemsweep reads; one that is not a stemsweep store adds nothing.
+`updated_at`) wins wherever it was made. With its jobs come the records of `ledger` that go
+with them: a song stays the project it became (it is never uploaded or created again), and
+the credits reserved for its submissions stay counted under `limits.max_credits`.
+
+Each job, song and reservation goes to the shard its name hashes to (`jobs.Shard`): a
+project's id, or for a song and every job and reservation of the project it became, the
+song's ref (`b3.{digest}`), since songs are given to shards by their digest. A store knows
+a project as a song's from its `songs` table (the other store's, or this one's).
+The other store is only read, of any schema this stemsweep reads; one that is not a
+stemsweep store adds nothing.
 """
 
 from __future__ import annotations
@@ -17,25 +25,36 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from orchestrator.jobs import SONG_REF_PREFIX
 from orchestrator.state import StateStore
 from orchestrator.state_files import refuse_links
 from orchestrator.state_schema import (
     ATTEMPT_COLUMNS,
     JOB_COLUMNS,
+    LEDGER_TABLES,
     READABLE_VERSIONS,
+    RESERVATION_COLUMNS,
+    SONG_COLUMNS,
     STEM_COLUMNS,
     JobRecord,
     StemRow,
+    create_ledger_tables,
     job_columns,
+    song_columns,
     stem_columns,
     translated,
 )
 
 
 def adopt(store: StateStore, other: Path, wanted: Callable[[str], bool]) -> int:
-    """Copy into `store`, from the store at `other`, the jobs of the projects `wanted`
-    selects that `store` has no row for, or an older one (by `updated_at`), with their
-    attempts and files; return how many jobs (module docstring)."""
+    """Copy into `store`, from the store at `other`, the jobs `wanted` selects that `store`
+    has no row for, or an older one (by `updated_at`), with their attempts and files, and
+    the songs, song files' digests and credit reservations that go with them; return how
+    many jobs (module docstring).
+
+    `wanted` is asked with the name a job's shard is chosen by: its project id, or for a
+    project made from a song, its song's ref (`b3.{digest}`).
+    """
     refuse_links(other)
     conn = store.connection
     with translated(other):
@@ -44,24 +63,41 @@ def adopt(store: StateStore, other: Path, wanted: Callable[[str], bool]) -> int:
     try:
         with translated(other, doing="read"):
             version = conn.execute("PRAGMA other.user_version").fetchone()[0]
-            tables = conn.execute(
-                "SELECT count(*) FROM other.sqlite_master WHERE type = 'table' "
-                "AND name IN ('jobs', 'attempts', 'stems')"
-            ).fetchone()[0]
-            if version not in READABLE_VERSIONS or tables != 3:
+            tables = {
+                str(row[0])
+                for row in conn.execute("SELECT name FROM other.sqlite_master WHERE type = 'table'")
+            }
+            if version not in READABLE_VERSIONS or not {"jobs", "attempts", "stems"} <= tables:
                 return 0
+            create_ledger_tables(conn)  # the ledger's, which the song-aware choice below reads
+            songs = set(LEDGER_TABLES) <= tables
             with store.transaction():
-                return _copy_jobs(store, version)
+                count = _copy_jobs(store, version, songs=songs)
+                if songs:
+                    _copy_ledger(store)
+                return count
     finally:
         conn.execute("DETACH DATABASE other")
 
 
-def _copy_jobs(store: StateStore, version: int) -> int:
+def _shard_name(project: str, *, songs: bool) -> str:
+    """SQL for the name a job of `project` (an SQL expression) is sharded by: its song's ref
+    when a store knows the project as a song's, else the project id itself."""
+    known = [
+        f"(SELECT '{SONG_REF_PREFIX}' || s.digest FROM {db}.songs AS s "
+        f"WHERE s.project = {project} LIMIT 1)"
+        for db in (("other", "main") if songs else ("main",))
+    ]
+    return f"coalesce({', '.join(known)}, {project})"
+
+
+def _copy_jobs(store: StateStore, version: int, *, songs: bool) -> int:
     conn = store.connection
     picked = "(project, model) IN (SELECT project, model FROM temp.adopted)"
     conn.execute(
         "CREATE TEMP TABLE adopted AS SELECT project, model FROM other.jobs AS o "
-        "WHERE stemsweep_wanted(o.project) AND NOT EXISTS (SELECT 1 FROM main.jobs AS j "
+        f"WHERE stemsweep_wanted({_shard_name('o.project', songs=songs)}) "
+        "AND NOT EXISTS (SELECT 1 FROM main.jobs AS j "
         "WHERE j.project = o.project AND j.model = o.model "
         "AND j.updated_at >= o.updated_at)"
     )
@@ -81,6 +117,31 @@ def _copy_jobs(store: StateStore, version: int) -> int:
     return count
 
 
+def _copy_ledger(store: StateStore) -> None:
+    """The songs `wanted` selects (by their ref), the latest record of each; every song
+    file's digest this store does not know; the reservations of the projects and songs
+    `wanted` selects, the latest record of each key."""
+    conn = store.connection
+    conn.execute(
+        f"INSERT OR REPLACE INTO main.songs ({SONG_COLUMNS}) "
+        f"SELECT {song_columns(conn, 'other')} FROM other.songs AS o "
+        f"WHERE stemsweep_wanted('{SONG_REF_PREFIX}' || o.digest) "
+        "AND NOT EXISTS (SELECT 1 FROM main.songs AS s "
+        "WHERE s.digest = o.digest AND s.updated_at >= o.updated_at)"
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO main.song_files (path, bytes, mtime_ns, digest) "
+        "SELECT path, bytes, mtime_ns, digest FROM other.song_files"
+    )
+    conn.execute(
+        f"INSERT OR REPLACE INTO main.reservations ({RESERVATION_COLUMNS}) "
+        f"SELECT {RESERVATION_COLUMNS} FROM other.reservations AS o "
+        f"WHERE stemsweep_wanted({_shard_name('o.subject', songs=True)}) "
+        "AND NOT EXISTS (SELECT 1 FROM main.reservations AS r "
+        "WHERE r.key = o.key AND r.updated_at >= o.updated_at)"
+    )
+
+
 def open_view(path: Path, others: Sequence[Path]) -> StateStore:
     """Read-only, in memory: the store at `path` as a run of it would see it after adopting
     `others` (`state_files.other_splits`), i.e. the latest record of every job wherever it
@@ -98,9 +159,14 @@ def open_view(path: Path, others: Sequence[Path]) -> StateStore:
     return view
 
 
-def restore(store: StateStore, jobs: Iterable[tuple[JobRecord, Sequence[StemRow]]]) -> int:
-    """Record jobs (with their files) `store` has no row for, in one transaction; return how
-    many. For a store rebuilt from the tree's `job.json` files."""
+def restore(
+    store: StateStore,
+    jobs: Iterable[tuple[JobRecord, Sequence[StemRow]]],
+    also: Callable[[], None] | None = None,
+) -> int:
+    """Record jobs (with their files) `store` has no row for, and then run `also` (the
+    ledger's part), in one transaction: a crash leaves all of it or none; return how many
+    jobs. For a store rebuilt from the tree's `job.json` files."""
     conn = store.connection
     count = 0
     with store.transaction():
@@ -142,4 +208,6 @@ def restore(store: StateStore, jobs: Iterable[tuple[JobRecord, Sequence[StemRow]
                     for s in stems
                 ],
             )
+        if also is not None:
+            also()
     return count

@@ -11,8 +11,9 @@ the state boundary: no other module touches SQLite.
               output root), its bytes, digest (`blake3:<hex>`) and modification time in
               nanoseconds, the stem's id and duration
 
-(The songs, their files' digests and the credit reservations are `ledger`'s tables, in the
-same file.)
+The songs, their files' digests and the credit reservations are `ledger`'s tables, in the
+same file: what they mean is said there; their definitions and rows are here
+(`create_ledger_tables`, `SongRecord`).
 
 Schema 2 (digests with their algorithm, modification times) replaced schema 1 (`sha256`
 column), and schema 3 added `jobs.key_at`: a writer upgrades an older store in place, in one
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import StateError, UsageError
-from orchestrator.lifecycle import Recorded, Status
+from orchestrator.lifecycle import Recorded, SongStatus, Status
 
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, SCHEMA_VERSION)
@@ -228,4 +229,116 @@ def job_row(row: tuple[object, ...]) -> JobRecord:
         unsafe_types=tuple(json.loads(str(unsafe))),
         updated_at=str(updated_at),
         key_at=None if key_at is None else str(key_at),
+    )
+
+
+# --- the ledger's tables (`ledger`), in the same file -------------------------------------
+
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS songs (
+    digest TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    title TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    upload_key TEXT,
+    input_file_id TEXT,
+    create_key TEXT,
+    split_model TEXT,
+    project TEXT,
+    task_id TEXT,
+    error TEXT,
+    updated_at TEXT NOT NULL,
+    key_at TEXT
+);
+CREATE TABLE IF NOT EXISTS song_files (
+    path TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    key TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    model TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+SONG_COLUMNS = (
+    "digest, path, title, folder, attempt, status, upload_key, input_file_id, create_key, "
+    "split_model, project, task_id, error, updated_at, key_at"
+)
+RESERVATION_COLUMNS = "key, subject, model, credits, status, updated_at"
+LEDGER_TABLES = ("songs", "song_files", "reservations")
+RESERVED, RELEASED, UNPRICED = "reserved", "released", "unpriced"
+
+
+def create_ledger_tables(conn: sqlite3.Connection) -> None:
+    """Create the ledger's tables in a store's database where they are missing, and add
+    `songs.key_at` to an older one (`ledger`'s docstring)."""
+    conn.executescript(LEDGER_SCHEMA)
+    if "key_at" not in _columns(conn, "main", "songs"):
+        conn.execute("ALTER TABLE songs ADD COLUMN key_at TEXT")
+
+
+def song_columns(conn: sqlite3.Connection, schema: str = "main") -> str:
+    """`SONG_COLUMNS`' values as the `songs` table of database `schema` holds them (NULL
+    for a `key_at` it does not have)."""
+    if "key_at" in _columns(conn, schema, "songs"):
+        return SONG_COLUMNS
+    return SONG_COLUMNS.removesuffix("key_at") + "NULL"
+
+
+def _columns(conn: sqlite3.Connection, schema: str, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f"PRAGMA {schema}.table_info({table})")}
+
+
+@dataclass(frozen=True)
+class SongRecord:
+    """One song's recorded state (a `songs` row)."""
+
+    digest: str
+    path: str
+    title: str
+    folder: str
+    attempt: int
+    status: SongStatus
+    upload_key: str | None
+    input_file_id: str | None
+    create_key: str | None
+    split_model: str | None
+    project: str | None
+    task_id: str | None
+    error: str | None
+    updated_at: str = ""
+    key_at: str | None = None  # when the current step's key was committed (module docstring)
+
+
+def song_row(row: tuple[object, ...]) -> SongRecord:
+    """A `SongRecord` from a row of `SONG_COLUMNS`."""
+    (digest, path, title, folder, attempt, status, upload_key, input_file_id, create_key,
+     split_model, project, task_id, error, updated_at, key_at) = row  # fmt: skip
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return SongRecord(
+        digest=str(digest),
+        path=str(path),
+        title=str(title),
+        folder=str(folder),
+        attempt=int(attempt),  # type: ignore[call-overload]
+        status=SongStatus(str(status)),
+        upload_key=text(upload_key),
+        input_file_id=text(input_file_id),
+        create_key=text(create_key),
+        split_model=text(split_model),
+        project=text(project),
+        task_id=text(task_id),
+        error=text(error),
+        updated_at=str(updated_at),
+        key_at=text(key_at),
     )
