@@ -32,8 +32,11 @@ All of it is one transaction: a crash leaves the store as it was (empty, so the 
 rebuilds it again) or rebuilt whole.
 
 A job belongs to the shard its project hashes to, or, for a project made from a song, the
-shard its song's ref (`b3.{digest}`) hashes to: `wanted` is asked with that name, so every
-job.json of the tree is read, whichever shard rebuilds (about 10,000 files a second).
+shard its song's ref (`b3.{digest}`) hashes to: `wanted` is asked with that name. A
+song's folder does not tell its shard, so a shard reads every job.json of the tree, and
+parses those of its own projects and of songs: of a tree of 10,000 (best of 3, twice, on
+a shared 2-CPU machine), a shard of 4 rebuilt in 0.27 and 0.33 s, where reading its own
+projects' alone took 0.21 and 0.24 s; the whole tree in 0.66 and 0.72 s (0.77 and 0.79).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ MAX_JOB_FILE_BYTES = 1 << 20  # a job.json of a handful of stems is about 1 KiB
 MAX_TEXT = 255  # keys, task and stem ids of a job.json
 MAX_SONG_PATH = 4096  # the song file's path a job.json names
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+SONG_MARK = b'"song_blake3"'  # in every job.json of a song's job, whatever its folder
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 
 
@@ -98,7 +102,10 @@ def rebuild(store: StateStore, out: Path, wanted: Callable[[str], bool]) -> Rebu
     found: list[JobFile] = []
     for path, model, folder in job_files(out):
         try:
-            job = read_job_file(path, model, folder, out)
+            raw, mtime = _read(path)
+            if not wanted(folder) and SONG_MARK not in raw:
+                continue  # another shard's project: not parsed
+            job = parse_job_file(raw, mtime, model, folder)
         except ValueError as exc:
             if wanted(folder):  # else another shard's project, most likely
                 result.unreadable.append(f"{path}: {exc}")
@@ -183,10 +190,15 @@ def job_files(out: Path) -> Iterator[tuple[Path, str, str]]:
                 yield path, model, folder
 
 
-def read_job_file(path: Path, model: str, folder: str, out: Path) -> JobFile:
+def read_job_file(path: Path, model: str, folder: str) -> JobFile:
     """A done job's row, files and song from its `job.json` in `{model}/{folder}/`;
     `ValueError` saying what is wrong with a file that is not one (too long, not JSON,
     another job's, a field out of shape)."""
+    return parse_job_file(*_read(path), model, folder)
+
+
+def _read(path: Path) -> tuple[bytes, float]:
+    """A job.json's bytes and modification time, never through a link; `ValueError`."""
     try:
         with open(path, "rb", opener=no_follow) as f:
             raw = f.read(MAX_JOB_FILE_BYTES + 1)
@@ -195,6 +207,11 @@ def read_job_file(path: Path, model: str, folder: str, out: Path) -> JobFile:
         raise ValueError(f"cannot be read ({exc.strerror or exc})") from None
     if len(raw) > MAX_JOB_FILE_BYTES:
         raise ValueError(f"longer than {MAX_JOB_FILE_BYTES} bytes")
+    return raw, mtime
+
+
+def parse_job_file(raw: bytes, mtime: float, model: str, folder: str) -> JobFile:
+    """`read_job_file`, from the file's bytes and modification time."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
