@@ -34,6 +34,7 @@ reservation (`commit_create_key`). What a crash can lose of the others is harmle
     mark_song_attention   creating (key kept)      reaches the same verdict (`reconcile`)
     unsend_creation       creating (key kept)      re-sends the refused key
     release               reserved                 counts once more: the ceiling stays safe
+    price                 unpriced                 priced again before any submission
 
 A rebuild of the store from the tree needs only `job.json` (`state_rebuild`): each job made
 from a song records the song's path and digest (`song`, `song_blake3`) next to its
@@ -317,10 +318,11 @@ class Ledger:
         ]
 
     def price(self, key: str, credits: int) -> None:
-        """Count a restored job's credits as reserved, at what its quote says now; durable,
-        whatever the ceiling (they were spent)."""
+        """Count a restored job's credits as reserved, at what its quote says now, whatever
+        the ceiling (they were spent)."""
         total = self.reserved()
-        with self._store.transaction():
+        # Lost: still `unpriced`, and priced again by the next run before it sends anything.
+        with self._store.transaction(durable=False):
             self._conn.execute(
                 "UPDATE reservations SET credits = ?, status = ?, updated_at = ? "
                 "WHERE key = ? AND status = ?",

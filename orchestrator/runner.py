@@ -311,13 +311,17 @@ def _restored_seconds(
         if record.project and record.digest in by_digest
     }
 
+    read: dict[str, float | None] = {}  # one project read per project
+
     async def seconds(project: str, model: str) -> float | None:
         for stem in store.stems(project, model):
             if stem.type == ORIGINAL and stem.duration:
                 return stem.duration
         if project in by_project:
             return by_project[project].file.duration
-        return original_seconds(await client.project(project))
+        if project not in read:
+            read[project] = original_seconds(await client.project(project))
+        return read[project]
 
     return seconds
 
