@@ -15,9 +15,11 @@ from typing import Any
 import anyio
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import FAST_CLIENT, FAST_POLL, StartSimulator
 from song_files import check_song_tree, write_song
 
+from orchestrator.cli import cli
 from orchestrator.jobs import JobId, Shard
 from orchestrator.ledger import Ledger, SongRecord
 from orchestrator.lifecycle import Mode, SongStatus
@@ -113,6 +115,11 @@ async def test_a_lost_state_of_songs_is_rebuilt_and_no_song_is_made_again(
     before, recorded = made(sim), songs_in(first.state_path)
     lose(first.state_path)
     await anyio.sleep(0.2)  # the simulator forgets every key
+    if lose is emptied:  # `plan` reads the tree as the run will rebuild it, songs included
+        plan = CliRunner().invoke(cli, ["plan", str(manifest)])
+        assert plan.exit_code == 0, plan.output
+        assert "with 6 job(s) and 3 song(s) from the tree's job.json files" in plan.output
+        assert "jobs:     6: skip_done 6" in plan.output
 
     again = await sweep(sim, manifest)
     assert again.exit_code == 0, again.summary["failed"]
