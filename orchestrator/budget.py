@@ -8,7 +8,10 @@ and duration), and its credits are reserved in the state store in the same durab
 transaction that commits its key, before the request (`ledger.Ledger.reserver`): the
 credits reserved in the output tree never pass N, whatever is in flight, retried or killed.
 A key re-sent after a crash already holds its reservation; one that holds none (committed
-by a run without a ceiling) gets one before it is sent again.
+by a run without a ceiling) gets one before it is sent again. A store rebuilt from the
+tree's job.json files lost its reservations: every job it restored is priced again and
+counted before any submission (`count_restored`), whatever run did it; one that cannot be
+priced stops submissions, as the tree's spending is then unknown.
 
 Once a submission would pass the ceiling, or the API answers that the account has too
 few credits (402, or 403 `INSUFFICIENT_CREDITS`), the run sends no further submission:
@@ -123,6 +126,30 @@ class Budget:
             raise
         assert self.submitted is not None
         self.submitted += credits
+
+    async def count_restored(self, seconds: Callable[[str, str], Awaitable[float | None]]) -> int:
+        """Price the jobs a rebuilt store restored from their job.json files, whose
+        reservations were lost with it (`ledger.Ledger.unpriced`), and count their credits
+        as reserved, before any submission; how many credits. `seconds(project, model)` is
+        a job's song duration. A job that cannot be priced stops every submission: what the
+        tree spent is then unknown. Without a ceiling, nothing is priced."""
+        if self.ceiling is None or self._ledger is None:
+            return 0
+        counted = 0
+        for key, project, model in self._ledger.unpriced():
+            try:
+                credits = await self._price(model, await seconds(project, model), count=False)
+            except (OverBudget, ApiError) as exc:  # a rejected key is no ApiError: it stops
+                self.stop(
+                    f"{project} {model}, restored from its job.json, cannot be priced ({exc}): "
+                    "what the tree spent before its state was lost is unknown"
+                )
+                break
+            self._ledger.price(key, credits)
+            counted += credits
+        if counted:
+            log.warning("run.budget_restored", credits=counted, reserved=self._ledger.reserved())
+        return counted
 
     async def precheck(self, model: str, seconds: float) -> None:
         """Raise `OverBudget` when a submission of `model` over `seconds` of song would not

@@ -18,7 +18,7 @@
         └── ExpiredUrlError         a signed URL refused (403, expired): re-read the project
 
 Lower-level errors are translated into this tree in exactly one place each: aiohttp's in
-`transport.py`, sqlite3's in `state.py`, pydantic's in `manifest.py`, yaml's in
+`transport.py`, sqlite3's in `state_schema.py`, pydantic's in `manifest.py`, yaml's in
 `manifest_yaml.py`. Messages never contain the API key or a signed URL's query string.
 """
 

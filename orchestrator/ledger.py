@@ -7,12 +7,19 @@ or a submission's key and its reservation, are committed together.
                   uploaded from, its title and folder in the tree (fixed when first
                   uploaded), its attempt and status (`lifecycle.SongStatus`), the upload's
                   key and file id, the creation's key and model, the project and the task it
-                  became, and why it failed
+                  became, why it failed, and `key_at`: when the key of its current step was
+                  committed, just before its first POST (what `reconcile` measures against
+                  `idempotency_window`)
     song_files    each song file's digest by path, size and modification time: a re-run
                   hashes only the files that changed
     reservations  one row per submission key under `limits.max_credits`: the credits its
-                  quote said, `reserved` (counted against the ceiling) or `released` (the
-                  API started nothing, e.g. too few credits)
+                  quote said, `reserved` (counted against the ceiling), `released` (the
+                  API started nothing, e.g. too few credits) or `unpriced` (a job restored
+                  from its job.json after the state was lost: priced and counted by the next
+                  run under a ceiling, before any submission; `budget.Budget.count_restored`)
+
+`songs.key_at` came after the table: a writer adds the column to an older store (its rows'
+`updated_at` stands in for it), readers and adoption read it as unknown.
 
 The two keyed steps of a song are committed durably before their request, like a
 separation's key: the upload's key (`commit_upload_key`) and the creation's key with its
@@ -24,12 +31,15 @@ reservation (`commit_create_key`). What a crash can lose of the others is harmle
     record_created        creating                 re-sends the creation's key: the API
                                                    answers the same project and task
     mark_song_failed      its status before        tries that step again
+    mark_song_attention   creating (key kept)      reaches the same verdict (`reconcile`)
     unsend_creation       creating (key kept)      re-sends the refused key
     release               reserved                 counts once more: the ceiling stays safe
+    price                 unpriced                 priced again before any submission
 
-A rebuild of the store from the tree needs only `job.json`: each job made from a song
-records the song's path and digest (`song`, `song_blake3`) next to its `project`, which is
-a `created` row of `songs` (the upload's file id is not needed again).
+A rebuild of the store from the tree needs only `job.json` (`state_rebuild`): each job made
+from a song records the song's path and digest (`song`, `song_blake3`) next to its
+`project`, which is a `created` row of `songs` (`restore_songs`; the upload's file id is
+not needed again), and every restored job's key gets an `unpriced` reservation.
 
 Nothing secret is stored: no API key, no URL (the upload URL is asked for again).
 """
@@ -38,71 +48,25 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 from orchestrator.lifecycle import SongStatus
 from orchestrator.state import StateStore, utc_now
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS songs (
-    digest TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    title TEXT NOT NULL,
-    folder TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    upload_key TEXT,
-    input_file_id TEXT,
-    create_key TEXT,
-    split_model TEXT,
-    project TEXT,
-    task_id TEXT,
-    error TEXT,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS song_files (
-    path TEXT PRIMARY KEY,
-    bytes INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    digest TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    key TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    model TEXT NOT NULL,
-    credits INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-"""
-_SONG_COLUMNS = (
-    "digest, path, title, folder, attempt, status, upload_key, input_file_id, create_key, "
-    "split_model, project, task_id, error"
+from orchestrator.state_schema import (
+    LEDGER_TABLES,
+    RELEASED,
+    RESERVATION_COLUMNS,
+    RESERVED,
+    SONG_COLUMNS,
+    UNPRICED,
+    create_ledger_tables,
+    song_columns,
+    song_row,
 )
-RESERVED, RELEASED = "reserved", "released"
+from orchestrator.state_schema import SongRecord as SongRecord
 
 
 class OverBudget(Exception):  # noqa: N818 - a refusal, not a failure of the store
     """A reservation would take the credits reserved past the ceiling; nothing committed."""
-
-
-@dataclass(frozen=True)
-class SongRecord:
-    """One song's recorded state (a `songs` row)."""
-
-    digest: str
-    path: str
-    title: str
-    folder: str
-    attempt: int
-    status: SongStatus
-    upload_key: str | None
-    input_file_id: str | None
-    create_key: str | None
-    split_model: str | None
-    project: str | None
-    task_id: str | None
-    error: str | None
 
 
 class Ledger:
@@ -116,8 +80,9 @@ class Ledger:
         self._store = store
         self._conn: sqlite3.Connection = store.connection
         if store.writable:
-            self._conn.executescript(_SCHEMA)
+            create_ledger_tables(self._conn)
         self._empty = not self._has_tables()
+        self._columns = "" if self._empty else song_columns(self._conn)
         self._total: int | None = None  # the reserved credits, summed once, then kept
 
     # -- songs -----------------------------------------------------------------------------
@@ -127,26 +92,27 @@ class Ledger:
         if self._empty:
             return None
         row = self._conn.execute(
-            f"SELECT {_SONG_COLUMNS} FROM songs WHERE digest = ?", (digest,)
+            f"SELECT {self._columns} FROM songs WHERE digest = ?", (digest,)
         ).fetchone()
-        return None if row is None else _song(row)
+        return None if row is None else song_row(row)
 
     def songs(self) -> Iterator[SongRecord]:
         """Every recorded song, by digest."""
         if self._empty:
             return
-        for row in self._conn.execute(f"SELECT {_SONG_COLUMNS} FROM songs ORDER BY digest"):
-            yield _song(row)
+        for row in self._conn.execute(f"SELECT {self._columns} FROM songs ORDER BY digest"):
+            yield song_row(row)
 
     def commit_upload_key(
         self, digest: str, *, path: str, title: str, folder: str, attempt: int, key: str
     ) -> None:
         """Record the upload's key (status `uploading`) before its POST is sent; durable."""
+        now = utc_now()
         with self._store.transaction():
             self._conn.execute(
-                f"INSERT OR REPLACE INTO songs ({_SONG_COLUMNS}, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?)",
-                (digest, path, title, folder, attempt, SongStatus.UPLOADING, key, utc_now()),
+                f"INSERT OR REPLACE INTO songs ({SONG_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, ?)",
+                (digest, path, title, folder, attempt, SongStatus.UPLOADING, key, now, now),
             )
 
     def record_file_id(self, digest: str, input_file_id: str) -> None:
@@ -167,8 +133,8 @@ class Ledger:
                 also()
             self._set(
                 digest,
-                "status = ?, create_key = ?, split_model = ?, error = NULL",
-                (SongStatus.CREATING, key, model),
+                "status = ?, create_key = ?, split_model = ?, key_at = ?, error = NULL",
+                (SongStatus.CREATING, key, model, utc_now()),
             )
 
     def record_created(self, digest: str, *, project: str, task_id: str) -> SongRecord:
@@ -204,6 +170,48 @@ class Ledger:
     def mark_song_failed(self, digest: str, error: str) -> None:
         """The song was refused for good (status `failed`; `retry` uploads it again)."""
         self._update(digest, "status = ?, error = ?", (SongStatus.FAILED, error), durable=False)
+
+    def mark_song_attention(self, digest: str, error: str) -> None:
+        """The song's creation may have made a project that cannot be told apart (status
+        `needs_attention`, its key kept): nothing is sent for it until the user says so."""
+        self._update(
+            digest, "status = ?, error = ?", (SongStatus.NEEDS_ATTENTION, error), durable=False
+        )
+
+    def restore_songs(self, songs: Iterable[SongRecord]) -> int:
+        """Record songs this store has no row for (rebuilt from the tree's job.json files),
+        inside the caller's transaction (`state_merge.restore`'s); how many."""
+        count = 0
+        for song in songs:
+            cursor = self._conn.execute(
+                f"INSERT OR IGNORE INTO songs ({SONG_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    song.digest,
+                    song.path,
+                    song.title,
+                    song.folder,
+                    song.attempt,
+                    song.status,
+                    song.upload_key,
+                    song.input_file_id,
+                    song.create_key,
+                    song.split_model,
+                    song.project,
+                    song.task_id,
+                    song.error,
+                    song.updated_at or utc_now(),
+                    song.key_at,
+                ),
+            )
+            count += cursor.rowcount
+        self._empty = not self._has_tables()
+        self._columns = "" if self._empty else song_columns(self._conn)
+        return count
+
+    def recorded_job(self, project: str, model: str) -> bool:
+        """Whether the store has a row for the job (project, model)."""
+        return self._store.get(project, model) is not None
 
     # -- digests of song files --------------------------------------------------------------
 
@@ -273,8 +281,8 @@ class Ledger:
                     f"{model} separation costs {credits}"
                 )
             self._conn.execute(
-                "INSERT OR REPLACE INTO reservations "
-                "(key, subject, model, credits, status, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO reservations ({RESERVATION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (key, subject, model, credits, RESERVED, utc_now()),
             )
             self._total = total + credits
@@ -285,6 +293,42 @@ class Ledger:
         """Run a `reserver` in a durable transaction of its own (for a key committed before)."""
         with self._store.transaction():
             reserve()
+
+    def restore_unpriced(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Note (key, project, model) of jobs restored from their job.json: their
+        reservations were lost with the state, and what they cost is asked again
+        (`unpriced`, then `price`). A key that holds a reservation keeps it. Inside the
+        caller's transaction (`state_merge.restore`'s)."""
+        now = utc_now()
+        self._conn.executemany(
+            f"INSERT OR IGNORE INTO reservations ({RESERVATION_COLUMNS}) VALUES (?, ?, ?, 0, ?, ?)",
+            [(key, subject, model, UNPRICED, now) for key, subject, model in keys],
+        )
+
+    def unpriced(self) -> list[tuple[str, str, str]]:
+        """(key, project, model) of every restored job whose credits are not counted yet."""
+        if self._empty:
+            return []
+        return [
+            (str(key), str(subject), str(model))
+            for key, subject, model in self._conn.execute(
+                "SELECT key, subject, model FROM reservations WHERE status = ? ORDER BY key",
+                (UNPRICED,),
+            )
+        ]
+
+    def price(self, key: str, credits: int) -> None:
+        """Count a restored job's credits as reserved, at what its quote says now, whatever
+        the ceiling (they were spent)."""
+        total = self.reserved()
+        # Lost: still `unpriced`, and priced again by the next run before it sends anything.
+        with self._store.transaction(durable=False):
+            self._conn.execute(
+                "UPDATE reservations SET credits = ?, status = ?, updated_at = ? "
+                "WHERE key = ? AND status = ?",
+                (credits, RESERVED, utc_now(), key, UNPRICED),
+            )
+        self._total = total + credits
 
     def release(self, key: str) -> int:
         """Give back the credits of a submission the API refused before starting anything;
@@ -309,10 +353,9 @@ class Ledger:
 
     def _has_tables(self) -> bool:
         row = self._conn.execute(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-            "AND name IN ('songs', 'song_files', 'reservations')"
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN {LEDGER_TABLES}"
         ).fetchone()
-        return int(row[0]) == 3
+        return int(row[0]) == len(LEDGER_TABLES)
 
     def _update(
         self, digest: str, assignments: str, values: tuple[object, ...], *, durable: bool = True
@@ -327,27 +370,3 @@ class Ledger:
         )
         if cursor.rowcount != 1:
             raise RuntimeError(f"no song row for {digest}")
-
-
-def _song(row: tuple[object, ...]) -> SongRecord:
-    (digest, path, title, folder, attempt, status, upload_key, input_file_id, create_key,
-     split_model, project, task_id, error) = row  # fmt: skip
-
-    def text(value: object) -> str | None:
-        return None if value is None else str(value)
-
-    return SongRecord(
-        digest=str(digest),
-        path=str(path),
-        title=str(title),
-        folder=str(folder),
-        attempt=int(attempt),  # type: ignore[call-overload]
-        status=SongStatus(str(status)),
-        upload_key=text(upload_key),
-        input_file_id=text(input_file_id),
-        create_key=text(create_key),
-        split_model=text(split_model),
-        project=text(project),
-        task_id=text(task_id),
-        error=text(error),
-    )

@@ -62,14 +62,29 @@ uploaded (`POST /uploads`, then the PUT of its bytes), then created (`POST /proj
 its first model: that creation's task is the job of that model, polled and downloaded like
 any other). `decide_song` maps the song's recorded status to its next step:
 
-| song status | `run`                                   | `retry`                     |
-|-------------|-----------------------------------------|-----------------------------|
-| none        | upload (attempt 1), then create         | same                        |
-| uploading   | upload with the same key (a fresh URL)  | same                        |
-| uploaded    | create (a new key)                      | same                        |
-| creating    | create with the same key                | same                        |
-| created     | none: its jobs are the project's        | same                        |
-| failed      | report failed                           | upload, attempt + 1         |
+| song status     | `run`                                   | `retry`                     |
+|-----------------|-----------------------------------------|-----------------------------|
+| none            | upload (attempt 1), then create         | same                        |
+| uploading       | upload with the same key (a fresh URL)  | same                        |
+|                 | (3)                                     |                             |
+| uploaded        | create (a new key)                      | same                        |
+| creating        | create with the same key (4)            | same; past the window,      |
+|                 |                                         | `--resend`: the same key    |
+| created         | none: its jobs are the project's (5)    | same                        |
+| failed          | report failed                           | upload, attempt + 1         |
+| needs_attention | report: what to check                   | same; `--resend`: create    |
+|                 |                                         | with the same key           |
+
+(3) at any age of the key: an upload is charged nothing and makes no project, so past the
+    API's memory of keys the worst a re-sent key does is a second file id, the first one
+    left unused.
+(4) within `idempotency_window` of the creation's key (`reconcile.reconcile_creation`); past
+    it the API may have forgotten the key, and no documented endpoint lists an account's
+    projects, so a lost creation cannot be told apart: the song is `needs_attention`, and
+    nothing is sent until `retry --resend FOLDER:MODEL` names its creation's job.
+(5) a song rebuilt from job.json files without its creation's (`state_rebuild`): the job of
+    its first model, when it has no row, is reported `needs_attention` (it may be the
+    creation's, already separated and charged) until `retry --resend PROJECT:MODEL` names it.
 
 What a failure within a run does to a job (the status it ends the run with, what the state
 is told, the reason the summary gives) is the table of `orchestrator.failures`.
@@ -108,6 +123,7 @@ class SongStatus(StrEnum):
     CREATING = "creating"  # the creation's key (and its reservation) committed
     CREATED = "created"  # its project and first task are known
     FAILED = "failed"  # refused for good (the file, or its creation)
+    NEEDS_ATTENTION = "needs_attention"  # a lost creation past the window: the user decides
 
 
 class SongStep(StrEnum):
@@ -117,14 +133,21 @@ class SongStep(StrEnum):
     REPORT_FAILED = "report_failed"
 
 
-def decide_song(status: SongStatus | None, attempt: int, *, mode: Mode) -> tuple[SongStep, int]:
-    """A song's next step and the attempt it belongs to (the song table above)."""
+def decide_song(
+    status: SongStatus | None, attempt: int, *, mode: Mode, resend: bool = False
+) -> tuple[SongStep, int]:
+    """A song's next step and the attempt it belongs to (the song table above); `resend`:
+    the user named its creation's job with `retry --resend`."""
     if status is None or status is SongStatus.UPLOADING:
         return SongStep.UPLOAD, attempt
     if status in (SongStatus.UPLOADED, SongStatus.CREATING):
         return SongStep.CREATE, attempt
     if status is SongStatus.CREATED:
         return SongStep.READY, attempt
+    if status is SongStatus.NEEDS_ATTENTION:
+        if resend and mode is Mode.RETRY:
+            return SongStep.CREATE, attempt
+        return SongStep.REPORT_FAILED, attempt
     if mode is Mode.RETRY:
         return SongStep.UPLOAD, attempt + 1
     return SongStep.REPORT_FAILED, attempt

@@ -33,15 +33,20 @@ is then `stranded`, and `retry` separates it once). When it cannot be told apart
 is sent: the job `needs_attention`, with what to check and the command that re-sends its
 key deliberately.
 
-`reconcile` is the decision; the engine reads the history and the store. Any submission
-keyed by the caller (an upload, a project creation) can be decided the same way, from the
-tasks of its project that the caller never saw.
+`reconcile` is the decision; the engine reads the history and the store (`recovery`).
+
+A song's creation (`POST /projects`) whose answer was lost has no project to read the
+history of, and no documented endpoint lists an account's projects: `reconcile_creation`
+re-sends its key within the window, and past it asks (the song `needs_attention`). A lost
+upload (`POST /uploads`) is re-sent at any age: it is charged nothing and makes no project,
+so the worst a forgotten key does is a second file id, the first one left unused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -75,6 +80,36 @@ def needs_history(key_age: float | None, window: float) -> bool:
     past the window (or when the key's age is unknown), so a resumed run within it makes no
     request more than the re-sent POST."""
     return key_age is None or key_age >= window
+
+
+def stamp_age(stamp: str | None, now: datetime) -> float | None:
+    """Seconds from the ISO-8601 time `stamp` (a key's commit) to `now`; None when it does
+    not read as a time with its zone."""
+    try:
+        then = datetime.fromisoformat((stamp or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        return None
+    return max(0.0, (now - then).total_seconds())
+
+
+def reconcile_creation(*, key_age: float | None, window: float) -> Resolution:
+    """The verdict for a song's creation whose answer was lost (module docstring): re-send
+    its key within the window; past it (or at an unknown age), ask."""
+    if not needs_history(key_age, window):
+        return Resolution(
+            Verdict.RESEND,
+            f"the creation's key was committed {_ago(key_age)}, within idempotency_window "
+            f"({_span(window)}): the API answers it with the project it made, if any",
+        )
+    return Resolution(
+        Verdict.ASK,
+        f"the creation's key was committed {_ago(key_age)}, past idempotency_window "
+        f"({_span(window)}), and its answer was lost; no documented endpoint lists the "
+        "account's projects, so stemsweep cannot tell whether it made one, and a key the "
+        "API has forgotten makes (and charges) another",
+    )
 
 
 def reconcile(

@@ -21,7 +21,7 @@ from orchestrator.jobs import JobId, Shard
 from orchestrator.lifecycle import Action
 from orchestrator.logs import get_logger
 from orchestrator.outcomes import Outcomes
-from orchestrator.reconcile import Resolution, Verdict, needs_history, reconcile
+from orchestrator.reconcile import Resolution, Verdict, needs_history, reconcile, stamp_age
 from orchestrator.scheduling import Ticket
 from orchestrator.state import JobRecord
 from orchestrator.wire import TaskHistory
@@ -46,9 +46,13 @@ class Recovery:
         self._client = client
         self._outcomes = outcomes
         self._store = outcomes.store
-        self._window = window
+        self.window = window
         self._command = command
         self._histories: dict[str, TaskHistory] = {}
+
+    def command_for(self, job: JobId) -> str:
+        """The command line that re-sends `job`'s key on purpose."""
+        return self._command(job)
 
     async def settle(self, ticket: Ticket) -> Action | None:
         """What to do with the ticket's key: `RESUBMIT_SAME_KEY`, or `RESUME_POLL` of the
@@ -84,8 +88,8 @@ class Recovery:
         """The verdict for `row`'s key (`reconcile.reconcile`). Raises the `ApiError` of a
         history that could not be read."""
         age = key_age(row, now or datetime.now(UTC))
-        if not needs_history(age, self._window):
-            return reconcile(key_age=age, window=self._window)
+        if not needs_history(age, self.window):
+            return reconcile(key_age=age, window=self.window)
         history = self._histories.get(row.project)
         if history is None:
             history = await self._client.project_tasks(row.project)
@@ -93,7 +97,7 @@ class Recovery:
         known = self._store.task_ids(row.project)
         return reconcile(
             key_age=age,
-            window=self._window,
+            window=self.window,
             unseen=[task for task in history.tasks if task.id not in known],
             complete=history.complete,
             unconfirmed=self._store.unconfirmed(row.project),
@@ -103,14 +107,7 @@ class Recovery:
 def key_age(row: JobRecord, now: datetime) -> float | None:
     """Seconds since the row's key was committed (`key_at`; a row of an older store has
     only `updated_at`, a little later); None when neither reads as a time."""
-    stamp = row.key_at or row.updated_at
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if then.tzinfo is None:
-        return None
-    return max(0.0, (now - then).total_seconds())
+    return stamp_age(row.key_at or row.updated_at, now)
 
 
 def resend_command(manifest: Path, job: JobId, *, shard: Shard | None, out: Path | None) -> str:
@@ -129,4 +126,14 @@ def attention_message(resolution: Resolution, command: str) -> str:
         f"{resolution.reason}. Check this project's separations in Youka; to send the key "
         "again (Youka answers with its earlier task while it remembers the key, else a new "
         f"separation starts and is charged): {command}"
+    )
+
+
+def creation_attention_message(resolution: Resolution, title: str, command: str) -> str:
+    """What a song whose creation needs attention tells its user: why, what to check, what
+    to run."""
+    return (
+        f"{resolution.reason}. Check the account's projects in Youka for one titled "
+        f"{title!r}; if there is none, send the key again (Youka answers with the project it "
+        f"made while it remembers the key, else a new project is made and charged): {command}"
     )

@@ -5,11 +5,14 @@ write the summary.
 
     connection  the API's URL and the key (`connection`), or the in-process API a
                 manifest's `api.simulator` asks for, started through the `local_api` seam
-    state       the store is checked, opened and locked first (`state_guard`); the
-                manifest's song files are digested (`songs`); partial files of interrupted
-                runs are removed from the run's own folders; what other splits of the tree
-                recorded is adopted; a store found missing, empty or damaged is rebuilt from
-                the tree's job.json files, and the run says so
+    state       the store is checked, opened and locked first (`state_guard`); what
+                other splits of the tree recorded is adopted, songs included
+                (`state_merge`); a store found missing, empty or damaged is rebuilt from
+                the tree's job.json files, songs included, and the run says so
+                (`state_rebuild`); then the manifest's song files are digested (`songs`)
+                and partial files of interrupted runs removed from the run's own folders
+    credits     under `limits.max_credits`, the jobs a rebuild restored are priced again
+                and counted before any submission (`budget.Budget.count_restored`)
     key check   `GET /me`: a missing, empty or rejected key stops the run before any
                 submission (exit 2), and so does an API that cannot be reached (exit 3)
     engine      `engine.Engine` runs every job under the limits (see there)
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +40,7 @@ from typing import Any, Protocol
 import anyio
 
 from orchestrator.api import YoukaClient
-from orchestrator.budget import PriceList, price_jobs
+from orchestrator.budget import PriceList, original_seconds, price_jobs
 from orchestrator.catalog import model_names
 from orchestrator.clock import REAL_CLOCK, Clock
 from orchestrator.connection import require_key, resolve_connection
@@ -53,20 +56,17 @@ from orchestrator.errors import (
 from orchestrator.files import remove_partials, write_json_atomic
 from orchestrator.jobs import JobId, Shard, count_jobs, iter_jobs, select_shard
 from orchestrator.ledger import Ledger
-from orchestrator.lifecycle import Mode
+from orchestrator.lifecycle import ORIGINAL, Mode
 from orchestrator.logs import get_logger
 from orchestrator.looplag import ENV_LOOP_LAG, LagSampler
 from orchestrator.paths import own_folders, songs_name, summary_name
-from orchestrator.songs import in_shard, prepare_songs
+from orchestrator.song_plan import Song, in_shard, prepare_songs
 from orchestrator.spec import Manifest, SimulatorSpec
-from orchestrator.state import (
-    StateStore,
-    default_state_path,
-    local_api_folder,
-    other_splits,
-    utc_now,
-)
-from orchestrator.state_guard import Opened, open_checked, rebuild
+from orchestrator.state import StateStore, utc_now
+from orchestrator.state_files import default_state_path, local_api_folder, other_splits
+from orchestrator.state_guard import Opened, open_checked
+from orchestrator.state_merge import adopt
+from orchestrator.state_rebuild import rebuild
 from orchestrator.tally import Tally, summary_data
 
 log = get_logger()
@@ -145,6 +145,14 @@ async def run_manifest(
     started, started_at = time.monotonic(), utc_now()
     opened = open_checked(state_path)
     with opened.store as store:
+        # Rebuilt and adopted first: the songs are planned from what the store then knows
+        # (their folders, their projects), so that none is uploaded or created again.
+        rebuilt = _rebuild(opened, store, out, shard)
+        for other in other_splits(out, shard):
+            wanted = (lambda _: True) if shard is None else shard.has_project
+            adopted = adopt(store, other, wanted)
+            if adopted:
+                log.info("run.records_adopted", jobs=adopted, store=str(other))
         songs = await prepare_songs(manifest, Ledger(store), model_names())
         mine = in_shard(songs, shard)
         tally.total = tally.total or count_jobs(manifest, shard) + sum(len(s.models) for s in mine)
@@ -154,12 +162,6 @@ async def run_manifest(
             removed = remove_partials(out, only=own_folders(shard, folders))
             if removed:
                 log.info("run.partials_removed", count=removed)
-        for other in other_splits(out, shard):
-            wanted = (lambda _: True) if shard is None else shard.has_project
-            adopted = store.adopt(other, wanted)
-            if adopted:
-                log.info("run.records_adopted", jobs=adopted, store=str(other))
-        rebuilt = _rebuild(opened, store, out, shard)
         stack = AsyncExitStack()
         try:
             client, local = await _open_client(
@@ -204,6 +206,7 @@ async def run_manifest(
                 if local is not None:
                     projects = (job.project for job in select_shard(iter_jobs(manifest), shard))
                     await save_references(client, local, projects, out)
+                await engine.budget.count_restored(_restored_seconds(store, mine, client))
                 await engine.run(handle_signals=handle_signals)
             except (*RUN_STOPPERS, UsageError) as exc:
                 stopped_by = exc  # the run stopped early: the summary says why
@@ -273,22 +276,54 @@ async def _check_api(client: YoukaClient) -> None:
 
 
 def _rebuild(opened: Opened, store: StateStore, out: Path, shard: Shard | None) -> dict[str, Any]:
-    """Rebuild a store found missing, empty or damaged from the tree's job.json files; what
-    happened, for the log and the summary (empty when there was nothing to say)."""
-    if not opened.lost:
+    """Rebuild a store found missing, empty or damaged, or one that holds no job (a run
+    killed before its rebuild committed), from the tree's job.json files; what happened,
+    for the log and the summary (empty when there was nothing to say)."""
+    if not opened.lost and store.has_jobs():
         return {}
     found = rebuild(store, out, (lambda _: True) if shard is None else shard.has_project)
+    if not opened.lost and not found.jobs:
+        return {}  # a store of no job, and nothing in the tree to say otherwise
     if opened.condition == "missing" and not found.jobs and not found.unreadable:
         return {}  # a new tree: nothing was lost
     said = {
-        "found": opened.condition,
+        "found": opened.condition if opened.lost else "empty",
         "problems": opened.problems[:5],
         "kept_aside": None if opened.kept_aside is None else str(opened.kept_aside),
         "jobs_from_job_json": found.jobs,
+        "songs_from_job_json": found.songs,
         "unreadable_job_json": found.unreadable[:20],
     }
     log.warning("state.rebuilt", state=str(store.path), **said)
     return said
+
+
+def _restored_seconds(
+    store: StateStore, songs: Iterable[Song], client: YoukaClient
+) -> Callable[[str, str], Awaitable[float | None]]:
+    """How long the song of a job restored from its job.json is, to price it again: its
+    `original` stem's duration as the job recorded it, else its song file's, else the
+    project's `original` as the API lists it."""
+    by_digest = {song.digest: song for song in songs}
+    by_project = {
+        record.project: by_digest[record.digest]
+        for record in Ledger(store).songs()
+        if record.project and record.digest in by_digest
+    }
+
+    read: dict[str, float | None] = {}  # one project read per project
+
+    async def seconds(project: str, model: str) -> float | None:
+        for stem in store.stems(project, model):
+            if stem.type == ORIGINAL and stem.duration:
+                return stem.duration
+        if project in by_project:
+            return by_project[project].file.duration
+        if project not in read:
+            read[project] = original_seconds(await client.project(project))
+        return read[project]
+
+    return seconds
 
 
 def _references_path(manifest: Manifest) -> str | None:

@@ -1,12 +1,7 @@
 """Songs on disk become projects: digest, upload, create; then their jobs run as any other.
 
-    digest    every song file of the manifest is hashed (BLAKE3) before any request (the
-              store remembers the digest of a file by path, size and modification time);
-              files with the same bytes are one song, whose shard is its digest's
-    plan      each song's models (every model its sweeps name, in catalogue order), the
-              model its project is created with (the first), and its folder in the tree
-              (`paths.song_folder`: a slug of its file name, with a short digest when
-              another song or project of the manifest has the same; fixed once uploaded)
+    digest    every song file of the manifest is hashed and planned before any request
+    plan        (`song_plan`: its folder, its models, the first of which creates it)
     upload    `POST /uploads` with a key of the digest (committed first), then the bytes
               PUT to the signed URL, without the token; an expired URL is asked for again
               with the same key (the same file, a fresh URL)
@@ -24,12 +19,10 @@ digest, title, folder and project, so a later manifest can name the projects dir
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-
-import anyio
 
 from orchestrator.api import YoukaClient
 from orchestrator.budget import Budget
@@ -40,11 +33,10 @@ from orchestrator.errors import (
     ExpiredUrlError,
     InsufficientCreditsError,
     StemsweepError,
-    UsageError,
 )
 from orchestrator.failures import Fault, Outcome, Record, Step, on_failure, upload_fault
 from orchestrator.files import write_json_atomic
-from orchestrator.jobs import JobId, Shard, song_key, song_ref
+from orchestrator.jobs import JobId, song_key
 from orchestrator.ledger import Ledger, OverBudget, SongRecord
 from orchestrator.lifecycle import (
     Action,
@@ -57,136 +49,32 @@ from orchestrator.lifecycle import (
     reported_again,
 )
 from orchestrator.logs import get_logger
-from orchestrator.paths import song_folder, song_slug
+from orchestrator.reconcile import Verdict, reconcile_creation, stamp_age
+from orchestrator.recovery import Recovery, creation_attention_message
 from orchestrator.scheduling import Ticket
-from orchestrator.songfiles import file_digest
-from orchestrator.spec import Manifest, SongFile
-from orchestrator.views import PlanRow, plan_rows
+from orchestrator.song_plan import Song as Song
+from orchestrator.song_plan import in_shard as in_shard
+from orchestrator.song_plan import plan_rows_of_songs as plan_rows_of_songs
+from orchestrator.song_plan import prepare_songs as prepare_songs
+from orchestrator.song_plan import song_job_ids as song_job_ids
+from orchestrator.song_plan import songs_for_reading as songs_for_reading
 
 log = get_logger()
 
 
-@dataclass(frozen=True)
-class Song:
-    """One distinct song of the manifest: `file` is the first file with its bytes (its
-    title, its name in the upload), `paths` every file with them (more than one: the same
-    song under several names)."""
-
-    digest: str
-    file: SongFile
-    paths: tuple[Path, ...]
-    models: tuple[str, ...]  # in catalogue order: the first creates the project
-    folder: str
-
-    @property
-    def ref(self) -> str:
-        """Its name before it has a project: `b3.<digest>` (`jobs.song_ref`)."""
-        return song_ref(self.digest)
-
-    @property
-    def name(self) -> str:
-        return str(self.file.path)
-
-
-def plan_songs(
-    manifest: Manifest,
-    digests: Mapping[Path, str],
-    catalogue: Sequence[str],
-    recorded: Mapping[str, str],
-) -> list[Song]:
-    """The manifest's distinct songs, in manifest order (pure).
-
-    `digests` gives each song file's digest, `catalogue` the model names in catalogue
-    order, `recorded` the folder the store already gave a song (by digest), which it keeps.
-    """
-    files: dict[str, list[SongFile]] = {}
-    models: dict[str, set[str]] = {}
-    for sweep in manifest.sweeps:
-        for song in sweep.songs:
-            digest = digests[song.path]
-            same = files.setdefault(digest, [])
-            if all(f.path != song.path for f in same):
-                same.append(song)
-            models.setdefault(digest, set()).update(sweep.models)
-    projects = {p.lower() for sweep in manifest.sweeps for p in sweep.projects}
-    slugs = {digest: song_slug(same[0].path.name) for digest, same in files.items()}
-    by_slug: dict[str, set[str]] = {}
-    for digest, slug in slugs.items():
-        by_slug.setdefault(slug, set()).add(digest)
-    taken = {folder: digest for digest, folder in recorded.items()}
-    rank = {name: i for i, name in enumerate(catalogue)}
-    songs = []
-    for digest, same in files.items():
-        slug = slugs[digest]
-        unique = (
-            len(by_slug[slug]) == 1 and slug not in projects and taken.get(slug, digest) == digest
-        )
-        songs.append(
-            Song(
-                digest=digest,
-                file=same[0],
-                paths=tuple(f.path for f in same),
-                models=tuple(sorted(models[digest], key=lambda m: rank.get(m, len(rank)))),
-                folder=recorded.get(digest) or song_folder(slug, digest, unique=unique),
-            )
-        )
-    return songs
-
-
-async def digest_songs(manifest: Manifest, ledger: Ledger) -> dict[Path, str]:
-    """The BLAKE3 digest of every song file of the manifest. A file whose path, size and
-    modification time the store knows is not read again; the others are hashed in a worker
-    thread. `UsageError` naming a file that cannot be read any more."""
-    digests, unknown = _known_digests(manifest, ledger)
-    hashed = await anyio.to_thread.run_sync(_hash_all, list(unknown)) if unknown else {}
-    ledger.remember_digests((*unknown[path], digest) for path, digest in hashed.items())
-    return {**digests, **hashed}
-
-
-def _known_digests(
-    manifest: Manifest, ledger: Ledger
-) -> tuple[dict[Path, str], dict[Path, tuple[str, int, int]]]:
-    """The digests the store knows, by file; the other files' (path, size, mtime_ns)."""
-    digests: dict[Path, str] = {}
-    unknown: dict[Path, tuple[str, int, int]] = {}
-    for sweep in manifest.sweeps:
-        for song in sweep.songs:
-            if song.path in digests or song.path in unknown:
-                continue
-            try:
-                status = song.path.stat()
-                where = str(song.path.resolve())
-            except OSError as exc:
-                raise _unreadable(song.path, exc) from None
-            digest = ledger.known_digest(where, status.st_size, status.st_mtime_ns)
-            if digest is None:
-                unknown[song.path] = (where, status.st_size, status.st_mtime_ns)
-            else:
-                digests[song.path] = digest
-    return digests, unknown
-
-
-def _hash_all(paths: Sequence[Path]) -> dict[Path, str]:
-    hashed = {}
-    for path in paths:
-        try:
-            hashed[path] = file_digest(path)
-        except OSError as exc:
-            raise _unreadable(path, exc) from None
-    return hashed
-
-
-def _unreadable(path: Path, exc: OSError) -> UsageError:
-    return UsageError(f"{path}: cannot be read ({exc.strerror or exc})")
-
-
 class Dispatch(Protocol):
     """What the songs tell the engine: a job to offer to the limits, one to show as
-    waiting, and a job that ends the run without being done."""
+    waiting, and a job that ends the run without being done; and what they ask it: whether
+    the user named a job with `retry --resend`, and how long keys are assumed remembered
+    and the command that re-sends one (`recovery`)."""
 
     def offer(self, ticket: Ticket) -> None: ...
     def wait(self, ticket: Ticket) -> None: ...
     def fail(self, ticket: Ticket, status: str, attempt: int, reason: str) -> None: ...
+    @property
+    def resend(self) -> Callable[[JobId], bool]: ...
+    @property
+    def recovery(self) -> Recovery: ...
 
 
 class _Failed(Exception):  # noqa: N818 - how a step ends, not an error of the module
@@ -232,31 +120,102 @@ class SongSteps:
         for song in self.songs:
             record = self._ledger.song(song.digest)
             step, attempt = decide_song(
-                record.status if record else None, record.attempt if record else 1, mode=self._mode
+                record.status if record else None,
+                record.attempt if record else 1,
+                mode=self._mode,
+                resend=record is not None and self._resent(song, record),
             )
             if step is SongStep.READY:
                 assert record is not None and record.project is not None
                 self._place(song, record.project)
-                yield from (JobId(record.project, model) for model in song.models)
+                yield from self._project_jobs(song, record)
                 continue
             tickets = [
                 Ticket(JobId(song.ref, m), Decision(Action.SUBMIT, 1), gate=song.ref)
                 for m in song.models
             ]
+            if record is not None and step is SongStep.CREATE:
+                step = self._lost_creation(song, record, step)
+                record = self._ledger.song(song.digest)
             if step is SongStep.REPORT_FAILED:
                 assert record is not None
-                reason = reported_again(Status.FAILED, record.error)
+                status = (
+                    Status.NEEDS_ATTENTION
+                    if record.status is SongStatus.NEEDS_ATTENTION
+                    else Status.FAILED
+                )
+                reason = reported_again(status, record.error)
                 for ticket in tickets:
-                    self._report(song, ticket, Status.FAILED, attempt, reason)
+                    self._report(song, ticket, status, attempt, reason)
                 continue
             first = tickets[0]
-            if record is not None and record.status is SongStatus.CREATING:
+            if record is not None and _keyed(record):
                 first.job = JobId(song.ref, record.split_model or song.models[0])
             first.decision = Decision(Action.CREATE, attempt)
             self._parked[song.ref] = tickets[1:]
             for ticket in tickets[1:]:
                 self.dispatch.wait(ticket)
             yield first
+
+    def _resent(self, song: Song, record: SongRecord) -> bool:
+        """Whether the user named the song's creation with `retry --resend FOLDER:MODEL`."""
+        assert self.dispatch is not None
+        model = record.split_model or song.models[0]
+        return self._mode is Mode.RETRY and self.dispatch.resend(JobId(song.folder, model))
+
+    def _lost_creation(self, song: Song, record: SongRecord, step: SongStep) -> SongStep:
+        """A creation whose key was committed and whose answer was lost: `step` (re-send the
+        key) within `idempotency_window`, or unless the user named it with `--resend`; past
+        the window, the song `needs_attention` (`reconcile.reconcile_creation`)."""
+        if record.status is not SongStatus.CREATING or self._resent(song, record):
+            return step
+        assert self.dispatch is not None
+        recovery = self.dispatch.recovery
+        age = stamp_age(record.key_at or record.updated_at, datetime.now(UTC))
+        found = reconcile_creation(key_age=age, window=recovery.window)
+        log.info(
+            "song.reconciled",
+            song=song.name,
+            digest=song.digest,
+            verdict=str(found.verdict),
+            reason=found.reason,
+        )
+        if found.verdict is Verdict.RESEND:
+            return step
+        model = record.split_model or song.models[0]
+        command = recovery.command_for(JobId(song.folder, model))
+        error = creation_attention_message(found, record.title, command)
+        self._ledger.mark_song_attention(song.digest, error)
+        log.warning("song.needs_attention", song=song.name, digest=song.digest, reason=error)
+        return SongStep.REPORT_FAILED
+
+    def _project_jobs(self, song: Song, record: SongRecord) -> Iterator[JobId]:
+        """The jobs of a song that is a project. When the store was rebuilt from job.json
+        files without its creation's (no creation key), the job of its first model (the
+        creation's, unless the manifest's models changed), when it has no row, may be that
+        creation, separated and charged already: it is reported `needs_attention` until
+        `retry --resend PROJECT:MODEL` names it."""
+        assert record.project is not None and self.dispatch is not None
+        jobs = [JobId(record.project, model) for model in song.models]
+        first = jobs[0]
+        if record.create_key is not None or self._ledger.recorded_job(first.project, first.model):
+            yield from jobs
+            return
+        held = first
+        for job in jobs:
+            if job != held or (self._mode is Mode.RETRY and self.dispatch.resend(job)):
+                yield job
+                continue
+            command = self.dispatch.recovery.command_for(job)
+            reason = (
+                "the state was rebuilt from the tree's job.json files, and this song's "
+                f"creation left none: project {job.project} was made with a first separation "
+                f"stemsweep has no record of, perhaps this {job.model} one. Check the "
+                f"project's stems in Youka; to separate it now (a new separation, charged): "
+                f"{command}"
+            )
+            ticket = Ticket(job, Decision(Action.SUBMIT, 1))
+            self.dispatch.fail(ticket, Status.NEEDS_ATTENTION, 1, reason)
 
     async def create(self, ticket: Ticket) -> str | None:
         """Upload and create the song of a creation ticket; the task id of its first
@@ -313,7 +272,7 @@ class SongSteps:
                     {
                         "path": str(file),
                         "blake3": song.digest,
-                        "title": record.title if record else song.file.title,
+                        "title": record.title if record and record.title else song.file.title,
                         "folder": song.folder,
                         "project": record.project if record else None,
                         "status": str(record.status) if record else "new",
@@ -370,7 +329,8 @@ class SongSteps:
         """POST /projects under the creation's key (committed, reserved first)."""
         digest = song.digest
         assert record.input_file_id is not None
-        if record.status is SongStatus.CREATING and record.create_key is not None:
+        if _keyed(record):
+            assert record.create_key is not None
             key, model = record.create_key, record.split_model or model
             commit = None  # re-sent: committed (and reserved) by an earlier run
         else:
@@ -429,82 +389,7 @@ class SongSteps:
         )
 
 
-async def prepare_songs(manifest: Manifest, ledger: Ledger, catalogue: Sequence[str]) -> list[Song]:
-    """Every song of the manifest, digested (in a worker thread) and planned."""
-    if not any(sweep.songs for sweep in manifest.sweeps):
-        return []
-    digests = await digest_songs(manifest, ledger)
-    recorded = {song.digest: song.folder for song in ledger.songs()}
-    return plan_songs(manifest, digests, catalogue, recorded)
-
-
-def in_shard(songs: Sequence[Song], shard: Shard | None) -> list[Song]:
-    """The songs of `shard` (every one without a shard)."""
-    return list(songs) if shard is None else [s for s in songs if shard.has_song(s.digest)]
-
-
-def plan_rows_of_songs(
-    songs: Sequence[Song],
-    ledger: Ledger,
-    *,
-    lookup: Any,
-    files_present: Any,
-    scope: str,
-    mode: Mode,
-) -> Iterator[tuple[PlanRow, float | None]]:
-    """What a run would do with each song's jobs, from the state alone, as `plan` shows it;
-    each row with the song's duration when it is not a project yet (for `plan --quote`)."""
-    for song in songs:
-        record = ledger.song(song.digest)
-        step, attempt = decide_song(
-            record.status if record else None, record.attempt if record else 1, mode=mode
-        )
-        if step is SongStep.READY:
-            assert record is not None and record.project is not None
-            jobs = [JobId(record.project, model) for model in song.models]
-            for row in plan_rows(
-                jobs, lookup=lookup, files_present=files_present, scope=scope, mode=mode
-            ):
-                yield replace(row, folder=f"{row.model}/{song.folder}"), None
-            continue
-        state = "new" if record is None else str(record.status)
-        first = song.models[0]
-        for model in song.models:
-            if step is SongStep.REPORT_FAILED:
-                action, key = str(Action.REPORT_FAILED), "-"
-            elif model == first:
-                action, key = str(Action.CREATE), song_key(scope, song.digest, "create", attempt)
-            else:
-                action, key = str(Action.SUBMIT), "-"  # its project's key, once it has one
-            row = PlanRow(
-                project=f"({song.folder})",
-                model=model,
-                recorded=state,
-                action=action,
-                attempt=attempt if model == first else 1,
-                key=key,
-                folder=f"{model}/{song.folder}",
-            )
-            yield row, song.file.duration
-
-
-def song_job_ids(songs: Sequence[Song], ledger: Ledger) -> Iterator[JobId]:
-    """Every job of the songs, for `status`: those of a song that is a project under its
-    project's id, the others under the song's ref (no state row: pending)."""
-    for song in songs:
-        record = ledger.song(song.digest)
-        project = record.project if record and record.project else song.ref
-        yield from (JobId(project, model) for model in song.models)
-
-
-def songs_for_reading(manifest: Manifest, ledger: Ledger, shard: Shard | None) -> list[Song]:
-    """The songs of `shard` as `plan` and `status` see them (blocking: the files the store
-    does not know are hashed here, and their digests not recorded)."""
-    from orchestrator.catalog import model_names
-
-    if not any(sweep.songs for sweep in manifest.sweeps):
-        return []
-    digests, unknown = _known_digests(manifest, ledger)
-    digests.update(_hash_all(list(unknown)))
-    recorded = {song.digest: song.folder for song in ledger.songs()}
-    return in_shard(plan_songs(manifest, digests, model_names(), recorded), shard)
+def _keyed(record: SongRecord) -> bool:
+    """Whether the song's creation key was committed: re-sent as it is, never a new one."""
+    keyed = (SongStatus.CREATING, SongStatus.NEEDS_ATTENTION)
+    return record.status in keyed and record.create_key is not None

@@ -1,4 +1,5 @@
-"""Opening a run's state store safely, and rebuilding a lost one from the tree's job.json files.
+"""Opening a run's state store safely; a lost one is rebuilt from the tree's job.json files
+(`state_rebuild`).
 
 A run decides everything from its store, so the store is checked before anything is decided:
 
@@ -16,39 +17,35 @@ A run decides everything from its store, so the store is checked before anything
 `state.db.damaged-{UTC time}`, so nothing is lost and the next run starts clean. A rebuilt
 store holds every job whose `job.json` (written with its files when it was done) is in the
 tree: key, attempt, task id, stems with their sizes and digests; the files are hashed
-again before they are trusted. Jobs without one (not done when the state was lost) start
-again from their first key: within the API's memory of keys it answers them with their
-earlier tasks (README, "Idempotency keys"). Nothing is silent: a run that rebuilt its store
-logs `state.rebuilt` and says so in its summary.
+again before they are trusted; with the songs they name and their projects, and their keys'
+credits to count again under a ceiling (`state_rebuild`, which says what cannot be
+rebuilt). Jobs without one (not done when the state was lost) start again from their first
+key: within the API's memory of keys it answers them with their earlier tasks (README,
+"Idempotency keys"). Nothing is silent: a run that rebuilt its store logs `state.rebuilt`
+and says so in its summary.
 
 The quick check reads every page once: opening a store of 100,000 jobs (108 MB) takes 0.12 s
 with it and 0.002 s without, on the benchmark machine, against the 7 minutes such a run
 takes. A rebuild reads about 10,000 job.json files a second (0.93 s for 10,000). SQLite is
-touched only through `state.StateStore` (still the only module that speaks to it); this
-module reads files and job.json documents.
+touched only through the state boundary (`state`, `state_merge`, `ledger`); this module
+reads files.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import StateError
-from orchestrator.lifecycle import Status
-from orchestrator.paths import JOB_FILE, is_safe_name
-from orchestrator.state import JobRecord, StateStore, StemRow, utc_now
-from orchestrator.state_files import SQLITE_SIDE_FILES, lock, refuse_links
+from orchestrator.state import StateStore
+from orchestrator.state_files import SQLITE_SIDE_FILES, lock, no_follow, refuse_links
+from orchestrator.state_merge import adopt, open_view
+from orchestrator.state_rebuild import rebuild
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-MAX_JOB_FILE_BYTES = 1 << 20  # a job.json of a handful of stems is about 1 KiB
-MAX_TEXT = 255  # keys, task and stem ids of a job.json
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
 
 
 @dataclass
@@ -117,7 +114,7 @@ def open_for_reading(
         condition = _look(path)
     if condition == "sound":
         try:
-            view = StateStore.open_view(path, others)
+            view = open_view(path, others)
             problems = view.check()
         except StateError as exc:
             if not exc.damaged:
@@ -129,13 +126,14 @@ def open_for_reading(
         condition = "damaged"
     view = StateStore.open_memory(path)
     for other in others:
-        view.adopt(other, lambda _: True)
+        adopt(view, other, lambda _: True)
     found = rebuild(view, out, wanted)
     if condition == "missing" and not found.jobs:
         return view, None
+    songs = f" and {found.songs} song(s)" if found.songs else ""
     return view, (
-        f"{condition}: read as the next run rebuilds it, with {found.jobs} job(s) from the "
-        "tree's job.json files"
+        f"{condition}: read as the next run rebuilds it, with {found.jobs} job(s){songs} "
+        "from the tree's job.json files"
     )
 
 
@@ -143,7 +141,7 @@ def _look(path: Path) -> str:
     """`sound`, `empty` or `damaged`, from the file's first bytes (`_inspect`, moving
     nothing); `StateError` for a file that is no state file."""
     try:
-        with open(path, "rb", opener=_no_follow) as f:
+        with open(path, "rb", opener=no_follow) as f:
             head = f.read(len(SQLITE_MAGIC))
     except OSError as exc:
         raise StateError(f"state {path} cannot be read: {exc.strerror or exc}") from None
@@ -201,156 +199,3 @@ def keep_aside(path: Path) -> Path:
 
 def _side_files(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES]
-
-
-def _no_follow(name: str, flags: int) -> int:
-    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-# --- the rebuild ---------------------------------------------------------------------------
-
-
-@dataclass
-class Rebuilt:
-    """What a rebuild found: jobs restored, and job.json files it could not use (with why)."""
-
-    jobs: int = 0
-    unreadable: list[str] = field(default_factory=list)
-
-
-def rebuild(store: StateStore, out: Path, wanted: Callable[[str], bool]) -> Rebuilt:
-    """Record every done job whose `job.json` is in the tree at `out` (of the projects
-    `wanted` selects) that `store` has no row for."""
-    result = Rebuilt()
-
-    def jobs() -> Iterator[tuple[JobRecord, Sequence[StemRow]]]:
-        for path, model, project in job_files(out, wanted):
-            try:
-                yield read_job_file(path, model, project, out)
-            except ValueError as exc:
-                result.unreadable.append(f"{path}: {exc}")
-
-    result.jobs = store.restore(jobs())
-    return result
-
-
-def job_files(out: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[Path, str, str]]:
-    """(path, model, project) of every `{out}/{model}/{project}/job.json`, in name order;
-    folders whose names are not plain names are not looked into."""
-    try:
-        models = sorted(e.name for e in os.scandir(out) if e.is_dir(follow_symlinks=False))
-    except OSError:
-        return
-    for model in models:
-        if not is_safe_name(model) or model.startswith("_"):
-            continue
-        try:
-            projects = sorted(
-                e.name for e in os.scandir(out / model) if e.is_dir(follow_symlinks=False)
-            )
-        except OSError:
-            continue
-        for project in projects:
-            path = out / model / project / JOB_FILE
-            if is_safe_name(project) and wanted(project) and path.is_file():
-                yield path, model, project
-
-
-def read_job_file(
-    path: Path, model: str, project: str, out: Path
-) -> tuple[JobRecord, list[StemRow]]:
-    """A done job's row and files from its `job.json`; `ValueError` saying what is wrong
-    with a file that is not one (too long, not JSON, another job's, a field out of shape)."""
-    try:
-        with open(path, "rb", opener=_no_follow) as f:
-            raw = f.read(MAX_JOB_FILE_BYTES + 1)
-        mtime = os.stat(path, follow_symlinks=False).st_mtime
-    except OSError as exc:
-        raise ValueError(f"cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_JOB_FILE_BYTES:
-        raise ValueError(f"longer than {MAX_JOB_FILE_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError("not a JSON object")
-    if doc.get("project") != project or doc.get("model") != model:
-        raise ValueError(f"names another job than {model}/{project}")
-    if doc.get("status") != Status.DONE:
-        raise ValueError(f"status {str(doc.get('status'))[:40]!r}, not done")
-    key, attempt = doc.get("key"), doc.get("attempt")
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
-        raise ValueError("no usable key")
-    if type(attempt) is not int or attempt < 1:
-        raise ValueError("no usable attempt")
-    stems = [_stem(item, model, project) for item in _list(doc, "stems")]
-    when = datetime.fromtimestamp(mtime, UTC).isoformat(timespec="milliseconds")
-    row = JobRecord(
-        project=project,
-        model=model,
-        attempt=attempt,
-        key=key,
-        task_id=_text(doc, "task_id"),
-        status=Status.DONE,
-        submitted_at=_text(doc, "submitted_at"),
-        finished_at=_text(doc, "finished_at"),
-        error=None,
-        known_stem_ids=(),
-        missing_types=tuple(_names(doc, "missing_types")),
-        unsafe_types=tuple(_names(doc, "unsafe_types")),
-        updated_at=when.replace("+00:00", "Z") if mtime else utc_now(),
-    )
-    return row, stems
-
-
-def _stem(item: object, model: str, project: str) -> StemRow:
-    if not isinstance(item, dict):
-        raise ValueError("a stem is not a JSON object")
-    kind, name, size = item.get("type"), item.get("file"), item.get("bytes")
-    if not isinstance(kind, str) or not is_safe_name(kind):
-        raise ValueError("a stem has no usable type")
-    if not isinstance(name, str) or not is_safe_name(name) or not name.startswith(f"{kind}."):
-        raise ValueError(f"stem {kind}: no usable file name")
-    if type(size) is not int or size < 0:
-        raise ValueError(f"stem {kind}: no usable size")
-    digest = next(
-        (f"{alg}:{item[alg]}" for alg in ("blake3", "sha256") if isinstance(item.get(alg), str)),
-        "",
-    )
-    if not _HEX_DIGEST.fullmatch(digest.partition(":")[2]):
-        raise ValueError(f"stem {kind}: no usable digest")
-    duration = item.get("duration")
-    stem_id = item.get("id")
-    if not isinstance(stem_id, str) or not 0 < len(stem_id) <= MAX_TEXT:
-        raise ValueError(f"stem {kind}: no usable id")
-    return StemRow(
-        type=kind,
-        stem_id=stem_id,
-        duration=None
-        if isinstance(duration, bool) or not isinstance(duration, int | float)
-        else float(duration),
-        bytes=size,
-        digest=digest,
-        file=f"{model}/{project}/{name}",
-    )
-
-
-def _list(doc: dict[str, object], name: str) -> list[object]:
-    value = doc.get(name, [])
-    if not isinstance(value, list):
-        raise ValueError(f"{name} is not a list")
-    return value
-
-
-def _names(doc: dict[str, object], name: str) -> list[str]:
-    return [v for v in _list(doc, name) if isinstance(v, str) and is_safe_name(v)]
-
-
-def _text(doc: dict[str, object], name: str) -> str | None:
-    value = doc.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise ValueError(f"{name} is not a short text")
-    return value

@@ -176,3 +176,37 @@ async def _invoke(runner: CliRunner, args: list[str], env: dict[str, str]) -> An
     import anyio
 
     return await anyio.to_thread.run_sync(lambda: runner.invoke(cli, args, env=env))
+
+
+async def test_a_rebuilt_tree_of_projects_counts_what_it_spent(
+    start_simulator: StartSimulator, write_manifest: WriteManifest
+) -> None:
+    """A lost state under a ceiling, whose job.json files hold no `original` stem: each
+    restored job is priced again from its project's song (one read per project) and counted
+    before anything is sent, so the ceiling the first run filled lets no new job through."""
+    sim = await start_simulator(seed=9)
+    limits = {"requests_per_second": 1000, "per_project": 2, "max_credits": 4}
+    first_two = write_manifest(
+        projects=sim.project_ids[:2],
+        models=["mdx23c", "demucs"],
+        limits=limits,
+        download={"types": ["vocals"]},
+    )
+    first = await sweep(sim, first_two)
+    assert first.exit_code == 0 and reserved(first) == 4
+    first.state_path.write_bytes(b"")
+    reads = sim.record.snapshot()["by_route"]["GET /api/v1/projects/{projectId}"]
+
+    three = write_manifest(
+        projects=sim.project_ids[:3],
+        models=["mdx23c", "demucs"],
+        limits=limits,
+        download={"types": ["vocals"]},
+    )
+    again = await sweep(sim, three)
+    stats = sim.record.snapshot()
+    assert stats["credits_charged"] == 4 and stats["separations_total"] == 4
+    assert again.summary["counts"] == {"done": 4, "not_started": 2}
+    assert again.summary["credits"]["reserved"] == 4 and reserved(again) == 4
+    # One read per restored project (two), and the new project's read before its key.
+    assert stats["by_route"]["GET /api/v1/projects/{projectId}"] == reads + 3

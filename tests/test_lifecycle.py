@@ -207,6 +207,8 @@ SONG_TABLE = [
     (SongStatus.CREATED, RETRY, SongStep.READY, 2),
     (SongStatus.FAILED, RUN, SongStep.REPORT_FAILED, 2),
     (SongStatus.FAILED, RETRY, SongStep.UPLOAD, 3),
+    (SongStatus.NEEDS_ATTENTION, RUN, SongStep.REPORT_FAILED, 2),
+    (SongStatus.NEEDS_ATTENTION, RETRY, SongStep.REPORT_FAILED, 2),
 ]
 
 
@@ -216,6 +218,20 @@ def test_song_decision_table(
 ) -> None:
     """Each recorded song status leads to the documented next step and attempt."""
     assert decide_song(status, 2, mode=mode) == (step, attempt)
+
+
+@pytest.mark.parametrize(
+    ("mode", "step"), [(RUN, SongStep.REPORT_FAILED), (RETRY, SongStep.CREATE)]
+)
+def test_a_song_that_needs_attention_is_created_again_only_when_named(
+    mode: Mode, step: SongStep
+) -> None:
+    """`--resend` re-sends a song's creation that needs attention under `retry` only; it
+    changes nothing for a song in any other status."""
+    assert decide_song(SongStatus.NEEDS_ATTENTION, 2, mode=mode, resend=True) == (step, 2)
+    for status, row_mode, other, attempt in SONG_TABLE:
+        if status is not SongStatus.NEEDS_ATTENTION:
+            assert decide_song(status, 2, mode=row_mode, resend=True) == (other, attempt)
 
 
 def test_every_song_status_is_covered() -> None:

@@ -10,7 +10,13 @@ import pytest
 
 from orchestrator.jobs import JobId, Shard
 from orchestrator.lifecycle import Status
-from orchestrator.reconcile import Verdict, needs_history, reconcile
+from orchestrator.reconcile import (
+    Verdict,
+    needs_history,
+    reconcile,
+    reconcile_creation,
+    stamp_age,
+)
 from orchestrator.recovery import key_age, resend_command
 from orchestrator.state import JobRecord
 from orchestrator.wire import parse_task_history
@@ -123,3 +129,34 @@ def test_the_resend_command_names_the_job_and_where_it_runs() -> None:
     assert resend_command(Path("x.yaml"), job, shard=Shard(1, 4), out=Path("/o")) == (
         "stemsweep retry x.yaml --out /o --shard 1/4 --resend prj_a:mdx23c"
     )
+
+
+@pytest.mark.parametrize(
+    ("age", "verdict"),
+    [
+        (0.0, Verdict.RESEND),
+        (WINDOW - 1, Verdict.RESEND),  # the API still remembers the key
+        (WINDOW, Verdict.ASK),  # it may have forgotten it: no endpoint lists projects
+        (WINDOW * 30, Verdict.ASK),
+        (None, Verdict.ASK),  # an unknown age counts as past
+    ],
+)
+def test_a_lost_creation_is_re_sent_only_within_the_window(
+    age: float | None, verdict: Verdict
+) -> None:
+    """A song's creation whose answer was lost is re-sent within the window; past it (or at
+    an unknown age) it is asked about, and the reason says why and names the window."""
+    found = reconcile_creation(key_age=age, window=WINDOW)
+    assert found.verdict is verdict and found.task_id is None
+    if verdict is Verdict.ASK:
+        assert "past idempotency_window (1h)" in found.reason
+        assert "no documented endpoint lists" in found.reason
+
+
+def test_a_stamps_age_is_unknown_without_a_zone_or_a_time() -> None:
+    """An ISO-8601 UTC stamp gives its age in seconds; one without a zone, or none, is
+    unknown, so the key counts as past the window."""
+    now = datetime(2025, 1, 2, tzinfo=UTC)
+    assert stamp_age("2025-01-01T23:00:00.000Z", now) == 3600
+    assert stamp_age("2025-01-01T23:00:00", now) is None
+    assert stamp_age(None, now) is None and stamp_age("", now) is None

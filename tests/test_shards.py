@@ -24,6 +24,7 @@ from orchestrator.manifest import load_manifest
 from orchestrator.runner import run_manifest
 from orchestrator.simulator.server import SimulatorThread
 from orchestrator.state import StateStore, StemRow, default_state_path
+from orchestrator.state_merge import adopt
 
 MODELS = ["mdx23c", "demucs", "bs_roformer", "uvr_mdxnet_kara_2"]
 PLAN_ROW = re.compile(r"^(prj_\S+)\s+(\S+)\s+new\s+submit\s+1\s+(ss1:\S+)\s", re.MULTILINE)
@@ -276,8 +277,8 @@ def test_adoption_takes_the_latest_record_of_each_wanted_job(tmp_path: Path) -> 
     time.sleep(0.01)
     with StateStore.open_writer(own) as store:  # newer than `old`'s record of prj_c
         store.commit_key("prj_c", "m", attempt=3, key="ss1:s:prj_c:m:3", known_stem_ids=[])
-        assert store.adopt(old, lambda project: project != "prj_x") == 2
-        assert store.adopt(old, lambda project: project != "prj_x") == 0  # already taken
+        assert adopt(store, old, lambda project: project != "prj_x") == 2
+        assert adopt(store, old, lambda project: project != "prj_x") == 0  # already taken
     with StateStore.open_reader(own) as store:
         rows = {r.project: r for r in store.iter_jobs()}
         assert set(rows) == {"prj_a", "prj_b", "prj_c"}  # prj_x is another shard's

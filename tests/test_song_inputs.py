@@ -19,8 +19,8 @@ from orchestrator.jobs import Shard, song_key
 from orchestrator.manifest import load_manifest
 from orchestrator.paths import song_folder, song_slug
 from orchestrator.simulator.server import SimulatorThread
+from orchestrator.song_plan import plan_songs
 from orchestrator.songfiles import read_song
-from orchestrator.songs import plan_songs
 
 CATALOGUE = ["mdx23c", "audioshakeai", "bs_roformer", "demucs"]
 

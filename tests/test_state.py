@@ -14,6 +14,7 @@ import pytest
 from orchestrator.errors import StateLockedError, UsageError
 from orchestrator.lifecycle import Status
 from orchestrator.state import StateStore, StemRow, default_state_path
+from orchestrator.state_merge import adopt
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def test_a_store_of_schema_1_is_adopted(tmp_path: Path) -> None:
     old = tmp_path / "state.db"
     write_v1_store(old)
     with StateStore.open_writer(tmp_path / "state-shard-0-of-2.db") as store:
-        assert store.adopt(old, lambda project: True) == 1
+        assert adopt(store, old, lambda project: True) == 1
         assert store.stems("prj_a", "demucs") == [V1_STEM]
 
 
