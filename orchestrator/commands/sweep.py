@@ -92,8 +92,9 @@ def run(**options: Any) -> None:
     metavar="PROJECT:MODEL",
     multiple=True,
     help="Re-send the recorded key of this job that needs attention (repeatable; `all`: every "
-    "such job). The API answers with its earlier task while it remembers the key; otherwise "
-    "a new separation starts, and is charged.",
+    "such job; a song's job is named FOLDER:MODEL, its folder in the tree). The API answers "
+    "with its earlier task or project while it remembers the key; otherwise a new one "
+    "starts, and is charged.",
 )
 @friendly
 def retry(**options: Any) -> None:
@@ -184,7 +185,7 @@ def _sweep(
 
 
 def _parse_resend(values: Sequence[str]) -> Callable[[JobId], bool]:
-    """Which jobs `--resend` names: `PROJECT:MODEL` each, or `all`."""
+    """Which jobs `--resend` names: `PROJECT:MODEL` each (a song's `FOLDER:MODEL`), or `all`."""
     from orchestrator.errors import UsageError
     from orchestrator.jobs import JobId
 
