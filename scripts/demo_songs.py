@@ -15,7 +15,7 @@ from pathlib import Path
 
 import soundfile
 
-from orchestrator.simulator.audio import synthesize_song
+from orchestrator.simulator.synth import synthesize_song
 
 SONGS = (
     ("Morning Light.wav", "PCM_16"),

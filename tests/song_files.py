@@ -10,7 +10,7 @@ from typing import Any
 
 import soundfile
 
-from orchestrator.simulator import audio
+from orchestrator.simulator import synth
 
 SUBTYPES = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
 
@@ -19,7 +19,7 @@ def write_song(path: Path, *, seed: int = 0, seconds: float = 2.0) -> Path:
     """A synthesized song's mix at `path`, encoded as its suffix says (wav, flac, ogg, mp3,
     aiff); `seed` makes songs with other bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    song = audio.synthesize_song(seed, f"prj_{seed:04d}", seconds)
+    song = synth.synthesize_song(seed, f"prj_{seed:04d}", seconds)
     fmt = path.suffix.lstrip(".").lower()
     soundfile.write(
         path,

@@ -25,7 +25,7 @@ import pytest
 
 from orchestrator.report import ReportResult, build_report
 from orchestrator.report.sample import write_sample_tree
-from orchestrator.simulator.audio import MODELS
+from orchestrator.simulator.models import MODELS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -20,7 +20,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from orchestrator.report import build_report, metrics
-from orchestrator.simulator import audio
+from orchestrator.simulator import synth
 
 RATE = 44100
 FRAMES = 2 * RATE
@@ -87,7 +87,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         np.stack([part + extra, 1e-4 * noise(4, channels=1)[:, 0]], 1),
     )
     # offset: an MP3 that decodes 1,105 samples late, of a broadband part.
-    song = audio.synthesize_song(7, "prj_0001", seconds=6.0)
+    song = synth.synthesize_song(7, "prj_0001", seconds=6.0)
     write(refs / "offset" / "vocals.wav", song.vocals)
     _, gapless = headerless_mp3(song.vocals, root / "late_mp3" / "offset" / "vocals.mp3")
     (root / "late_mp3" / "offset" / "gapless.mp3").rename(root / "gapless.mp3")

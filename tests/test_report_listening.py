@@ -26,7 +26,8 @@ from orchestrator.report.listening import (
 )
 from orchestrator.report.metrics import measure
 from orchestrator.report.sample import write_sample_tree
-from orchestrator.simulator import audio
+from orchestrator.simulator import synth
+from orchestrator.simulator.models import separate
 
 
 def test_songs_are_spread_over_the_catalogue() -> None:
@@ -109,8 +110,8 @@ def test_the_excerpt_is_the_stems_own_audio(built: tuple[Path, dict[str, Any]]) 
     folder, report = built
     trial = next(t for t in report["listening"] if t["type"] == "vocals")
     item = next(i for i in trial["items"] if i["model"] == "demucs")
-    song = audio.synthesize_song(7, "prj_0001", seconds=10.0)
-    stem = audio.separate(song, "demucs", 7)["vocals"]
+    song = synth.synthesize_song(7, "prj_0001", seconds=10.0)
+    stem = separate(song, "demucs", 7)["vocals"]
     start = int(trial["start"] * 44100)
     expected = stem[start : start + 8 * 44100] * 10 ** (item["gain_db"] / 20)
     excerpt, _ = sf.read(folder / item["file"])

@@ -19,7 +19,7 @@ from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
 from orchestrator.paths import is_safe_name
 from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.audio import model_format
+from orchestrator.simulator.models import model_format
 from orchestrator.simulator.server import Simulator
 from orchestrator.simulator.world import Stem
 from orchestrator.state import StateStore

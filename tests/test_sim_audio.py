@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from orchestrator.simulator import audio
-from orchestrator.simulator.audio import Song
+from orchestrator.simulator import encoding, models, synth
+from orchestrator.simulator.synth import Song
 
 SR = 44100
 SECONDS = 4.0
@@ -17,7 +17,7 @@ SECONDS = 4.0
 
 @pytest.fixture(scope="module")
 def song() -> Song:
-    return audio.synthesize_song(7, "prj_test", seconds=SECONDS)
+    return synth.synthesize_song(7, "prj_test", seconds=SECONDS)
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -35,7 +35,7 @@ def mono(x: np.ndarray) -> np.ndarray:
 
 def test_same_seed_and_project_give_the_same_song(song: Song) -> None:
     """Synthesis is deterministic: the same (seed, project) gives identical samples and names."""
-    again = audio.synthesize_song(7, "prj_test", seconds=SECONDS)
+    again = synth.synthesize_song(7, "prj_test", seconds=SECONDS)
     assert (again.title, again.artist, again.bpm) == (song.title, song.artist, song.bpm)
     for part in ("lead", "backing", "instrumental"):
         assert np.array_equal(getattr(again, part), getattr(song, part))
@@ -44,7 +44,7 @@ def test_same_seed_and_project_give_the_same_song(song: Song) -> None:
 @pytest.mark.parametrize(("seed", "project_id"), [(8, "prj_test"), (7, "prj_other")])
 def test_other_seed_or_project_give_another_song(song: Song, seed: int, project_id: str) -> None:
     """Changing the seed or the project id changes every part of the song."""
-    other = audio.synthesize_song(seed, project_id, seconds=SECONDS)
+    other = synth.synthesize_song(seed, project_id, seconds=SECONDS)
     for part in ("lead", "backing", "instrumental"):
         assert not np.allclose(getattr(other, part), getattr(song, part), atol=1e-3)
 
@@ -62,8 +62,8 @@ def test_parts_are_stereo_float32_at_the_sample_rate(song: Song) -> None:
 
 def test_mix_peaks_just_below_full_scale(song: Song) -> None:
     """The mix does not clip: it peaks at PEAK_DBFS, and each part stays below full scale."""
-    assert -3 < audio.PEAK_DBFS < 0
-    assert np.max(np.abs(song.mix)) == pytest.approx(10 ** (audio.PEAK_DBFS / 20), rel=1e-3)
+    assert -3 < synth.PEAK_DBFS < 0
+    assert np.max(np.abs(song.mix)) == pytest.approx(10 ** (synth.PEAK_DBFS / 20), rel=1e-3)
     for part in (song.lead, song.backing, song.instrumental):
         assert np.max(np.abs(part)) < 1.0
 
@@ -71,7 +71,7 @@ def test_mix_peaks_just_below_full_scale(song: Song) -> None:
 def test_synthesize_song_rejects_an_empty_song() -> None:
     """A song shorter than one sample is refused with a ValueError naming the length."""
     with pytest.raises(ValueError, match="0.0 seconds"):
-        audio.synthesize_song(1, "prj", seconds=0.0)
+        synth.synthesize_song(1, "prj", seconds=0.0)
 
 
 def test_lead_vocal_is_pitched_not_noise(song: Song) -> None:
@@ -118,7 +118,7 @@ def test_drums_hit_on_the_tempo_grid(song: Song) -> None:
 
 def test_references_are_the_true_parts(song: Song) -> None:
     """references() gives the mix and the true parts under Youka's stem type names."""
-    refs = audio.references(song)
+    refs = synth.references(song)
     assert set(refs) == {"original", "vocals", "backing_vocals", "instrumental"}
     assert np.array_equal(refs["original"], song.mix)
     assert np.allclose(refs["vocals"], song.lead + song.backing, atol=1e-6)
@@ -147,17 +147,17 @@ FLAC_MODELS = {"audioshakeai", "audioshake_vocals_lead", "musicai_lead_backing_o
 
 def test_the_twelve_models_are_known() -> None:
     """MODELS names exactly the twelve Youka split models, each with one spec."""
-    assert set(audio.MODELS) == set(EXPECTED_STEMS)
-    assert len(audio.MODELS) == 12
-    assert set(audio.MODEL_SPECS) == set(audio.MODELS)
+    assert set(models.MODELS) == set(EXPECTED_STEMS)
+    assert len(models.MODELS) == 12
+    assert set(models.MODEL_SPECS) == set(models.MODELS)
 
 
 @pytest.mark.parametrize("model", sorted(EXPECTED_STEMS))
 def test_every_model_returns_its_documented_stem_types(song: Song, model: str) -> None:
     """Each model returns exactly the stem types its purpose implies, as stereo float32."""
-    stems = audio.separate(song, model, seed=1)
+    stems = models.separate(song, model, seed=1)
     assert set(stems) == EXPECTED_STEMS[model]
-    assert set(audio.model_stem_types(model)) == EXPECTED_STEMS[model]
+    assert set(models.model_stem_types(model)) == EXPECTED_STEMS[model]
     for samples in stems.values():
         assert samples.shape == song.mix.shape
         assert samples.dtype == np.float32
@@ -167,16 +167,16 @@ def test_every_model_returns_its_documented_stem_types(song: Song, model: str) -
 @pytest.mark.parametrize("model", sorted(EXPECTED_STEMS))
 def test_model_format_is_flac_for_three_models_and_wav_otherwise(model: str) -> None:
     """model_format() is "flac" for the AudioShake models and lead/backing, else "wav"."""
-    assert audio.model_format(model) == ("flac" if model in FLAC_MODELS else "wav")
-    assert audio.model_format(model) in audio.CONTENT_TYPES
+    assert models.model_format(model) == ("flac" if model in FLAC_MODELS else "wav")
+    assert models.model_format(model) in encoding.CONTENT_TYPES
 
 
 def test_unknown_model_is_a_key_error_naming_it(song: Song) -> None:
     """An unknown model raises KeyError with its name and the known models in the message."""
     for call in (
-        lambda: audio.separate(song, "nope_v2", seed=1),
-        lambda: audio.model_stem_types("nope_v2"),
-        lambda: audio.model_format("nope_v2"),
+        lambda: models.separate(song, "nope_v2", seed=1),
+        lambda: models.model_stem_types("nope_v2"),
+        lambda: models.model_format("nope_v2"),
     ):
         with pytest.raises(KeyError, match=r"nope_v2.*bs_roformer"):
             call()
@@ -184,9 +184,9 @@ def test_unknown_model_is_a_key_error_naming_it(song: Song) -> None:
 
 def test_separation_is_deterministic_per_seed(song: Song) -> None:
     """The same (seed, song, model) gives identical stems; another seed other noise."""
-    first = audio.separate(song, "mdx23c", seed=1)
-    again = audio.separate(song, "mdx23c", seed=1)
-    other = audio.separate(song, "mdx23c", seed=2)
+    first = models.separate(song, "mdx23c", seed=1)
+    again = models.separate(song, "mdx23c", seed=1)
+    other = models.separate(song, "mdx23c", seed=2)
     for stem in first:
         assert np.array_equal(first[stem], again[stem])
         assert not np.array_equal(first[stem], other[stem])
@@ -201,8 +201,8 @@ def test_karaoke_instrumental_keeps_the_backing_vocals(song: Song) -> None:
         backing = song.backing.astype(np.float64)
         return float(np.sum((stem - true_part) * backing) / np.sum(backing**2))
 
-    uvr = audio.separate(song, "uvr_mdxnet_kara_2", 1)
-    mdx = audio.separate(song, "mdx23c", 1)
+    uvr = models.separate(song, "uvr_mdxnet_kara_2", 1)
+    mdx = models.separate(song, "mdx23c", 1)
     assert backing_in(uvr["instrumental"], song.instrumental) > 0.7
     assert backing_in(mdx["instrumental"], song.instrumental) < 0.15
     assert backing_in(uvr["vocals"], song.lead) < 0.3  # only leakage, like any other part
@@ -210,27 +210,27 @@ def test_karaoke_instrumental_keeps_the_backing_vocals(song: Song) -> None:
 
 def test_lead_backing_model_splits_the_voices(song: Song) -> None:
     """musicai_lead_backing_other's backing stem follows the backing vocals, not the lead."""
-    stems = audio.separate(song, "musicai_lead_backing_other", 1)
+    stems = models.separate(song, "musicai_lead_backing_other", 1)
     assert sdr(song.backing, stems["backing_vocals"]) > 0
     assert sdr(song.lead, stems["vocals"]) > sdr(song.vocals, stems["vocals"])
 
 
 def test_mel_band_vocals_are_the_mix_minus_its_instrumental(song: Song) -> None:
     """The mel-band models invert for vocals, so their two stems add up to the mix."""
-    stems = audio.separate(song, "mel_band_roformer_instrumental_becruily", 1)
+    stems = models.separate(song, "mel_band_roformer_instrumental_becruily", 1)
     assert np.allclose(stems["vocals"] + stems["instrumental"], song.mix, atol=1e-5)
-    refs = audio.references(song)
+    refs = synth.references(song)
     assert sdr(refs["instrumental"], stems["instrumental"]) > sdr(refs["vocals"], stems["vocals"])
 
 
 def test_sdr_ranks_the_models_like_the_public_figures(song: Song) -> None:
     """Scored against the true parts, bs_roformer beats demucs, and uvr's lead-only vocals
     score well below bs_roformer's against all vocals."""
-    refs = audio.references(song)
+    refs = synth.references(song)
     scores = {
         (model, stem): sdr(refs[stem], samples)
         for model in ("bs_roformer", "mdx23c", "demucs", "uvr_mdxnet_kara_2")
-        for stem, samples in audio.separate(song, model, 1).items()
+        for stem, samples in models.separate(song, model, 1).items()
     }
     for stem in ("vocals", "instrumental"):
         assert scores["bs_roformer", stem] > scores["mdx23c", stem] > scores["demucs", stem] + 1
@@ -244,7 +244,7 @@ def test_sdr_ranks_the_models_like_the_public_figures(song: Song) -> None:
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
 def test_encode_round_trips_through_soundfile(song: Song, fmt: str) -> None:
     """encode() gives a 16-bit file of the format asked for, at the rate, in stereo."""
-    data = audio.encode(song.mix, SR, fmt)
+    data = encoding.encode(song.mix, SR, fmt)
     decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
     info = sf.info(io.BytesIO(data))
     assert (info.format, info.subtype, rate) == (fmt.upper(), "PCM_16", SR)
@@ -255,34 +255,34 @@ def test_encode_round_trips_through_soundfile(song: Song, fmt: str) -> None:
 def test_encode_clips_out_of_range_samples() -> None:
     """Samples beyond full scale are clipped, not wrapped around to the other sign."""
     loud = np.full((100, 2), 1.5, np.float32)
-    decoded, _ = sf.read(io.BytesIO(audio.encode(loud, SR, "wav")), dtype="float32")
+    decoded, _ = sf.read(io.BytesIO(encoding.encode(loud, SR, "wav")), dtype="float32")
     assert np.all(decoded > 0.99)
 
 
 def test_encode_rejects_an_unknown_format(song: Song) -> None:
     """Only WAV and FLAC are offered; anything else is a ValueError naming the format."""
     with pytest.raises(ValueError, match="mp3"):
-        audio.encode(song.mix, SR, "mp3")
+        encoding.encode(song.mix, SR, "mp3")
 
 
 @pytest.mark.parametrize("n_bytes", [44, 47, 1000, 65_539, 3_000_001])
 def test_tiny_wav_has_the_requested_size_and_decodes(n_bytes: int) -> None:
     """tiny_wav() is a valid, quiet stereo WAV of n_bytes minus at most 3."""
-    data = audio.tiny_wav(n_bytes, seed=3)
+    data = encoding.tiny_wav(n_bytes, seed=3)
     assert n_bytes - 3 <= len(data) <= n_bytes
     samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     assert rate == SR
     assert samples.shape == ((len(data) - 44) // 4, 2)
     assert np.max(np.abs(samples), initial=0) < 0.05
-    assert audio.tiny_wav(n_bytes, seed=3) == data
+    assert encoding.tiny_wav(n_bytes, seed=3) == data
 
 
 def test_tiny_wav_payload_depends_on_the_seed() -> None:
     """Two seeds give two different payloads of the same size."""
-    assert audio.tiny_wav(5000, seed=1) != audio.tiny_wav(5000, seed=2)
+    assert encoding.tiny_wav(5000, seed=1) != encoding.tiny_wav(5000, seed=2)
 
 
 def test_tiny_wav_rejects_sizes_below_a_header() -> None:
     """A WAV cannot be smaller than its 44-byte header."""
     with pytest.raises(ValueError, match="43"):
-        audio.tiny_wav(43, seed=1)
+        encoding.tiny_wav(43, seed=1)

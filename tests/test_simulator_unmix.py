@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from scipy.stats import spearmanr
 
-from orchestrator.simulator import audio, unmix
+from orchestrator.simulator import encoding, models, synth, unmix
 
 
 def sdr(truth: np.ndarray, estimate: np.ndarray) -> float:
@@ -19,15 +19,15 @@ def sdr(truth: np.ndarray, estimate: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def song() -> audio.Song:
+def song() -> synth.Song:
     """An eight-second synthesized song, whose true parts are known."""
-    return audio.synthesize_song(0, "prj_0002", 8.0)
+    return synth.synthesize_song(0, "prj_0002", 8.0)
 
 
 @pytest.fixture(scope="module")
-def uploaded(song: audio.Song) -> audio.Song:
+def uploaded(song: synth.Song) -> synth.Song:
     """The same song as a user would upload it: its mix only, as a WAV file."""
-    return unmix.song_from_file(audio.encode(song.mix, song.sample_rate, "wav"), "prj_up", "T")
+    return unmix.song_from_file(encoding.encode(song.mix, song.sample_rate, "wav"), "prj_up", "T")
 
 
 def test_the_parts_sum_to_the_mix_and_find_the_voices(song, uploaded):
@@ -41,14 +41,14 @@ def test_the_parts_sum_to_the_mix_and_find_the_voices(song, uploaded):
 
 def test_the_twelve_models_rank_roughly_as_on_synthesized_songs(song, uploaded):
     """Per stem type, the models' SDRs on the uploaded mix follow their order on the true parts."""
-    truth = audio.references(song)
+    truth = synth.references(song)
     for kind in ("vocals", "instrumental"):
         on_parts, on_upload = [], []
-        for model in audio.MODELS:
-            if kind not in audio.model_stem_types(model):
+        for model in models.MODELS:
+            if kind not in models.model_stem_types(model):
                 continue
-            on_parts.append(sdr(truth[kind], audio.separate(song, model, 0)[kind]))
-            on_upload.append(sdr(truth[kind], audio.separate(uploaded, model, 0)[kind]))
+            on_parts.append(sdr(truth[kind], models.separate(song, model, 0)[kind]))
+            on_upload.append(sdr(truth[kind], models.separate(uploaded, model, 0)[kind]))
         assert spearmanr(on_parts, on_upload).statistic > 0.6, (kind, on_parts, on_upload)
 
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from orchestrator.simulator import audio
+from orchestrator.simulator import synth
 
 pytestmark = pytest.mark.anyio
 
 
 def song_file(fmt: str = "wav", seconds: float = 2.0, project: str = "prj_0001") -> bytes:
     """A synthesized song's mix, encoded as `fmt` (soundfile's format names, lower case)."""
-    song = audio.synthesize_song(0, project, seconds)
+    song = synth.synthesize_song(0, project, seconds)
     buffer = io.BytesIO()
     subtype = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}.get(fmt, "PCM_16")
     sf.write(buffer, song.mix, song.sample_rate, format=fmt.upper(), subtype=subtype)
@@ -84,7 +84,7 @@ async def test_upload_put_create_then_the_project_separates_the_uploaded_audio(s
         assert await response.read() == data  # the uploaded bytes, as they were sent
     async with http.get(stems["vocals"]["url"]) as response:
         vocals, rate = sf.read(io.BytesIO(await response.read()), dtype="float32")
-    song = audio.synthesize_song(0, "prj_0001", 2.0)
+    song = synth.synthesize_song(0, "prj_0001", 2.0)
     truth = song.vocals.astype(np.float64)
     error = np.sum((truth - vocals) ** 2) / np.sum(truth**2)
     assert rate == 44100 and vocals.shape == song.mix.shape

@@ -22,7 +22,9 @@ from typing import Final
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from orchestrator.simulator import audio
+from orchestrator.simulator import synth
+from orchestrator.simulator.encoding import encode
+from orchestrator.simulator.models import MODELS, model_format, separate
 
 START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 # The shared errors: artefact noise following the part (-10 dB), another part leaking in
@@ -35,7 +37,7 @@ def write_sample_tree(
     root: Path,
     *,
     projects: Sequence[str] = ("prj_0001", "prj_0002", "prj_0003"),
-    models: Sequence[str] = audio.MODELS,
+    models: Sequence[str] = MODELS,
     seconds: float = 20.0,
     seed: int = 7,
     references: bool = True,
@@ -47,22 +49,22 @@ def write_sample_tree(
     folder, as a run with the default download types (which include `original`) does.
     """
     for p_index, project in enumerate(projects):
-        song = audio.synthesize_song(seed, project, seconds=seconds)
+        song = synth.synthesize_song(seed, project, seconds=seconds)
         if references:
-            for kind, samples in audio.references(song).items():
+            for kind, samples in synth.references(song).items():
                 _write(
                     root / "_references" / project / f"{kind}.wav",
-                    audio.encode(samples, song.sample_rate, "wav"),
+                    encode(samples, song.sample_rate, "wav"),
                 )
         for m_index, model in enumerate(models):
             folder = root / model / project
-            fmt = audio.model_format(model)
+            fmt = model_format(model)
             stems = []
-            parts = audio.separate(song, model, seed)
+            parts = separate(song, model, seed)
             if original_in_tree:
                 parts = {**parts, "original": song.mix}
             for kind, samples in parts.items():
-                data = audio.encode(samples, song.sample_rate, "wav" if kind == "original" else fmt)
+                data = encode(samples, song.sample_rate, "wav" if kind == "original" else fmt)
                 name = f"{kind}.{'wav' if kind == 'original' else fmt}"
                 _write(folder / name, data)
                 stem_id = hashlib.sha256(f"{project}/{model}/{kind}".encode()).hexdigest()[:12]
@@ -108,8 +110,8 @@ def add_shared_failure(
         raise ValueError(f"unknown failure {failure!r}; known: {', '.join(FAILURES)}")
     names = [f"{failure}_clone_{k + 1}" for k in range(clones)]
     for p_index, project in enumerate(projects):
-        song = audio.synthesize_song(seed, project, seconds=seconds)
-        refs = audio.references(song)
+        song = synth.synthesize_song(seed, project, seconds=seconds)
+        refs = synth.references(song)
         rng = np.random.default_rng([seed, p_index, FAILURES.index(failure)])
         stems: dict[str, list[np.ndarray]] = {name: [] for name in names}
         kinds = ("instrumental", "vocals")
@@ -123,7 +125,7 @@ def add_shared_failure(
         for m_index, name in enumerate(names):
             folder = root / name / project
             for kind, samples in zip(kinds, stems[name], strict=True):
-                _write(folder / f"{kind}.wav", audio.encode(samples, song.sample_rate, "wav"))
+                _write(folder / f"{kind}.wav", encode(samples, song.sample_rate, "wav"))
             submitted = START + timedelta(minutes=10 * p_index + 20 + m_index)
             finished = submitted + timedelta(seconds=40)
             job = {

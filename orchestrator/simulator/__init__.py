@@ -8,7 +8,8 @@ __all__ = ["Simulator", "SimulatorThread"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use, so that `orchestrator.simulator.audio` alone stays light.
+    # Imported on first use, so that a module of the simulator used alone (`synth`'s songs,
+    # say) does not load the server.
     if name in __all__:
         from orchestrator.simulator import server
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from orchestrator.simulator import audio, unmix
+from orchestrator.simulator import encoding, models, synth, unmix
 from orchestrator.simulator.entities import Stem
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.world import HOSTILE_SOURCE, UPLOAD_SOURCE, World
@@ -82,7 +82,7 @@ class Media:
             self._titles[pid] = (song.title, song.artist)
         return self._titles[pid]
 
-    async def song(self, pid: str) -> audio.Song:
+    async def song(self, pid: str) -> synth.Song:
         """The song of project `pid`: synthesized, or split from its uploaded file."""
         p = self._profile
         project = self._world.projects.get(pid)
@@ -96,7 +96,7 @@ class Media:
         return await self._cached(
             "song",
             pid,
-            lambda: audio.synthesize_song(self._seed, pid, p.song_seconds, p.sample_rate),
+            lambda: synth.synthesize_song(self._seed, pid, p.song_seconds, p.sample_rate),
         )
 
     async def stem_bytes(self, stem: Stem) -> bytes:
@@ -115,8 +115,8 @@ class Media:
         model, fmt = stem.source, stem.fmt
 
         def separate_and_encode() -> dict[str, bytes]:
-            parts = audio.separate(song, model, self._seed)
-            return {kind: audio.encode(a, song.sample_rate, fmt) for kind, a in parts.items()}
+            parts = models.separate(song, model, self._seed)
+            return {kind: encoding.encode(a, song.sample_rate, fmt) for kind, a in parts.items()}
 
         files = await self._cached("stems", (stem.project_id, model), separate_and_encode)
         return files[stem.type]
@@ -129,13 +129,13 @@ class Media:
         song = await self.song(pid)
 
         def encode_all() -> dict[str, bytes]:
-            parts = audio.references(song)
-            return {kind: audio.encode(a, song.sample_rate, "wav") for kind, a in parts.items()}
+            parts = synth.references(song)
+            return {kind: encoding.encode(a, song.sample_rate, "wav") for kind, a in parts.items()}
 
         return await self._cached("references", pid, encode_all)
 
     async def _tiny(self, n_bytes: int) -> bytes:
-        return await self._cached("tiny", n_bytes, lambda: audio.tiny_wav(n_bytes, self._seed))
+        return await self._cached("tiny", n_bytes, lambda: encoding.tiny_wav(n_bytes, self._seed))
 
     async def _cached(self, kind: str, key: Hashable, make: Callable[[], T]) -> T:
         """The cached value of `key`, made once in a worker thread when missing."""
@@ -198,6 +198,6 @@ def _weight(value: Any) -> int:
         return len(value)
     if isinstance(value, dict):
         return sum(_weight(v) for v in value.values())
-    if isinstance(value, audio.Song):
+    if isinstance(value, synth.Song):
         return 3 * value.lead.nbytes
     return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.simulator.audio import MODELS
 from orchestrator.simulator.errors import issue, validation
+from orchestrator.simulator.models import MODELS
 from orchestrator.simulator.profile import Profile
 
 MAX_QUOTE_SECONDS = 1200

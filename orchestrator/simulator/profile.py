@@ -29,7 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from orchestrator.durations import parse_duration
-from orchestrator.simulator.audio import MODELS
+from orchestrator.simulator.models import MODELS
 
 # The shipped profiles, NAME.yaml each.
 PROFILES: Traversable = files("orchestrator.simulator") / "profiles"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import anyio
 from aiohttp import web
 
-from orchestrator.simulator import audio
 from orchestrator.simulator.context import API_PREFIX, CONTEXT
+from orchestrator.simulator.encoding import CONTENT_TYPES
 from orchestrator.simulator.entities import Project
 from orchestrator.simulator.errors import ApiProblem
 from orchestrator.simulator.media import REFERENCE_TYPES
@@ -57,7 +57,7 @@ async def list_references(request: web.Request) -> web.Response:
         {
             "type": kind,
             "format": "wav",
-            "contentType": audio.CONTENT_TYPES["wav"],
+            "contentType": CONTENT_TYPES["wav"],
             "url": str(origin.with_path(f"/_sim/projects/{project.id}/references/{kind}")),
         }
         for kind in REFERENCE_TYPES
@@ -86,7 +86,7 @@ async def get_reference(request: web.Request) -> web.Response:
             f"no reference part {kind!r}; the parts are: {', '.join(REFERENCE_TYPES)}",
         )
     files = await ctx.media.references(project.id)
-    return web.Response(body=files[kind], content_type=audio.CONTENT_TYPES["wav"])
+    return web.Response(body=files[kind], content_type=CONTENT_TYPES["wav"])
 
 
 def _with_references(project: Project) -> Project:

@@ -1,7 +1,7 @@
 """Songs from uploaded files: decode the real mix and split it into the three parts that the
 simulated models work from. Pure: bytes and arrays in, arrays out; no network, no disk.
 
-The simulated models of `audio.separate` degrade true parts (lead, backing vocals,
+The simulated models of `models.separate` degrade true parts (lead, backing vocals,
 instrumental) with each model's own leakage, band limit, noise and level error. An uploaded
 mix has no true parts, so `split` estimates them with two classic cues, per time-frequency
 bin of a short-time Fourier transform:
@@ -29,7 +29,8 @@ import numpy.typing as npt
 import soundfile as sf
 from scipy.ndimage import median_filter
 
-from orchestrator.simulator.audio import Audio, Song
+from orchestrator.simulator.dsp import Audio
+from orchestrator.simulator.synth import Song
 
 N_FFT = 2048
 HOP = N_FFT // 4  # a periodic Hann window at 75% overlap sums (squared) to a constant

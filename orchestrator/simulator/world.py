@@ -1,3 +1,4 @@
+# Over 400 lines on purpose: one state machine, read whole; its keys and entities stand apart.
 """The simulated account: projects, tasks, stems, uploads, keys, credits. A state machine, no HTTP.
 
 Every method takes the simulated time `now` from the caller. A task's whole schedule is drawn
@@ -10,7 +11,7 @@ A separation is "in progress" from its accepted submission (or project creation)
 terminal state; the account cap (`max_in_progress`) and the record's peaks count exactly that.
 Credits are charged when a separation or creation is accepted, never for a replay.
 
-Every change is noted in `changes`, which a state folder saves (`store.py`).
+Every change is noted in `changes`, which a state folder saves (`saving.py`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import math
 from collections import Counter
 from typing import Any
 
-from orchestrator.simulator import audio
-from orchestrator.simulator.audio import MODELS
 from orchestrator.simulator.entities import (
     CREATION,
     FAILURES,
@@ -34,6 +33,7 @@ from orchestrator.simulator.entities import (
 from orchestrator.simulator.errors import ApiProblem, issue, not_found, validation
 from orchestrator.simulator.faults import Dice, FaultRoller
 from orchestrator.simulator.keys import KeyBook, KeyEntry, Seen
+from orchestrator.simulator.models import MODELS, model_format, model_stem_types
 from orchestrator.simulator.profile import Profile
 from orchestrator.simulator.record import Record
 
@@ -189,10 +189,10 @@ class World:
         self._active_by_model[task.model] += step
 
     def _add_stems(self, project: Project, model: str) -> None:
-        fmt = audio.model_format(model) if self.profile.synthesize or project.upload else "wav"
+        fmt = model_format(model) if self.profile.synthesize or project.upload else "wav"
         new = [
             self._new_stem(project.id, kind, model, fmt, source=model, seconds=project.seconds)
-            for kind in audio.model_stem_types(model)
+            for kind in model_stem_types(model)
         ]
         if self.profile.hostile_names:
             kind = self._dice.choice("hostile_type", HOSTILE_TYPES)
