@@ -117,7 +117,6 @@ from orchestrator.spec import PollSpec
 
 MULTIPLIER = 1.5
 JITTER = 0.1
-PACE = 0.15  # when aiming, a gap is at most this share of the task's age
 
 
 class Uniform(Protocol):
@@ -138,47 +137,17 @@ def nominal_gap(polls_so_far: int, spec: PollSpec) -> float:
     return min(gap, spec.max)
 
 
-def window_step(elapsed: float, spec: PollSpec, spread: float) -> float:
-    """The gap between polls inside the window, for a task `elapsed` seconds old."""
-    return max(spec.initial, min(spread, PACE * elapsed))
+def next_poll_delay(polls_so_far: int, elapsed: float, spec: PollSpec, *, rng: Uniform) -> float:
+    """Seconds from now until the next poll of a task resumed from an earlier run, probed.
 
-
-def next_poll_delay(
-    polls_so_far: int,
-    elapsed: float,
-    spec: PollSpec,
-    *,
-    expected: float | None = None,
-    spread: float | None = None,
-    rng: Uniform,
-) -> float:
-    """Seconds from now until the next poll of a task.
-
-    `polls_so_far` polls were made since the task was submitted `elapsed` seconds ago;
-    `expected` and `spread` are the learned mean duration of a separation with this model
-    and the mean deviation from it, when known (no spread: 0). The result is > 0 unless
-    the deadline has passed (then 0: poll now, for the last time).
+    `polls_so_far` polls were made since it was resumed `elapsed` seconds ago: the gap is
+    `nominal_gap`, shortened at random by up to `JITTER` of itself. The result is > 0
+    unless the deadline has passed (then 0: poll now, for the last time).
     """
     remaining = spec.timeout - elapsed
     if remaining <= 0:
         return 0.0
-    if expected is None:
-        gap = nominal_gap(polls_so_far, spec)
-        gap *= 1.0 - JITTER * rng.random()
-    else:
-        s = spread or 0.0
-        opens, closes = expected - s, expected + s
-        if elapsed < opens:
-            # Never less than a step: a poll that jitter brought a little before the window
-            # is the window's first, not one more on the way to it.
-            gap = max(opens - elapsed, window_step(elapsed, spec, s))
-        elif elapsed <= closes:
-            gap = window_step(elapsed, spec, s)
-        else:
-            late = elapsed - closes
-            gap = max(spec.initial, min(PACE * elapsed, s + (MULTIPLIER - 1.0) * late))
-        gap = min(gap, spec.max)
-        gap -= JITTER * rng.random() * min(gap, max(spec.initial, s))
+    gap = nominal_gap(polls_so_far, spec) * (1.0 - JITTER * rng.random())
     return min(gap, remaining)
 
 
@@ -268,6 +237,24 @@ class DurationModel:
                 return low + (high - low) * max(0.0, q - total) / chance
             total += chance
         return spans[-1][1]
+
+    def mean(self) -> float | None:
+        """The mean duration, None when nothing is known (for the progress display's ETA)."""
+        spans = self.spans()
+        total = sum(chance for _, _, chance in spans)
+        if not total:
+            return None
+        return sum((low + high) / 2 * chance for low, high, chance in spans) / total
+
+    def deviation(self) -> float | None:
+        """The mean absolute deviation of the durations from `mean`, None when nothing is
+        known."""
+        mean = self.mean()
+        if mean is None:
+            return None
+        spans = self.spans()
+        total = sum(chance for _, _, chance in spans)
+        return sum(abs((low + high) / 2 - mean) * chance for low, high, chance in spans) / total
 
     def to_dict(self) -> dict[str, Any]:
         """`{"brackets": [[pending, ended], ...]}`, oldest first."""

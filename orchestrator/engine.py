@@ -94,6 +94,7 @@ from orchestrator.songs import Song, SongSteps
 from orchestrator.spec import Manifest, resolve_key_scope
 from orchestrator.state import JobRecord, StateStore
 from orchestrator.tally import DOWNLOADING, WAITING, Tally
+from orchestrator.timings import Timings
 from orchestrator.wire import Project
 
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
@@ -123,6 +124,7 @@ class Engine:
         shard: Shard | None = None,
         songs: list[Song] | None = None,
         resend: Callable[[JobId], bool] = lambda job: False,
+        timings: Timings | None = None,
     ) -> None:
         self.manifest = manifest
         self.shard = shard
@@ -146,7 +148,14 @@ class Engine:
         self.songs.dispatch = self
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
-        self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        self.poller = Poller(
+            client,
+            manifest.poll,
+            clock,
+            seed=seed,
+            learned=None if timings is None else timings.load(),
+            on_learn=None if timings is None else timings.observed,
+        )
         tally.durations = self.poller  # what the progress display forecasts from
         self.reads = SharedReads(client)
         self.delivery = Delivery(

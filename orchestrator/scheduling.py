@@ -24,7 +24,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from orchestrator.api import YoukaClient
-from orchestrator.backoff import next_poll_delay, task_rng, window_step
+from orchestrator.backoff import DurationModel, learned_poll_delay, next_poll_delay, task_rng
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import JobId
@@ -51,11 +51,6 @@ SEPARATION_GATES = frozenset({MODEL, IN_FLIGHT})
 ALL_GATES = frozenset({PROJECT, MODEL, IN_FLIGHT, ACTIVE})
 
 POLL_CONCURRENCY = 16  # task polls in the air at once (each a short paced request)
-# Share of an estimate kept when a new observation of a model's duration arrives.
-EXPECTED_MEMORY = 0.7
-# The spread assumed after a model's first observation, as a share of it: the first
-# separation to end is the earliest of its wave, so the others are known only vaguely.
-FIRST_SPREAD = 0.25
 
 
 class _Gate:
@@ -232,9 +227,22 @@ class _Watch:
 
 
 class Poller:
-    """The one loop that polls every task in flight; see the module docstring."""
+    """The one loop that polls every task in flight; see the module docstring.
 
-    def __init__(self, client: YoukaClient, spec: PollSpec, clock: Clock, *, seed: int) -> None:
+    `learned`: what earlier runs learned of each model's durations (`timings`), updated
+    in place as tasks end; `on_learn(model)` is told after each new observation.
+    """
+
+    def __init__(
+        self,
+        client: YoukaClient,
+        spec: PollSpec,
+        clock: Clock,
+        *,
+        seed: int,
+        learned: dict[str, DurationModel] | None = None,
+        on_learn: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._spec = spec
         self._clock = clock
@@ -244,23 +252,27 @@ class Poller:
         self._wake = anyio.Event()
         self._sleep_scope: anyio.CancelScope | None = None
         self._sleep_until = math.inf
-        self._expected: dict[str, float] = {}
-        self._spread: dict[str, float] = {}
+        self.models: dict[str, DurationModel] = learned if learned is not None else {}
+        self._on_learn = on_learn
         self.polls = 0
 
     def expected(self, model: str) -> float | None:
-        """The duration of a separation with `model` as learned in this run, if any."""
-        return self._expected.get(model)
+        """The mean duration of a separation with `model` as learned so far, if any."""
+        known = self.models.get(model)
+        return None if known is None else known.mean()
 
     def spread(self, model: str) -> float | None:
-        """The mean deviation from `expected(model)` seen in this run, if any."""
-        return self._spread.get(model)
+        """The mean deviation from `expected(model)`, if known."""
+        known = self.models.get(model)
+        return None if known is None else known.deviation()
 
     async def wait_terminal(self, task_id: str, model: str, *, fresh: bool) -> PollVerdict:
         """Poll `task_id` until it is terminal or past `poll.timeout` from now.
 
-        `fresh`: the task was just submitted (the first poll follows the schedule); a
-        resumed task is polled at once. Raises the `ApiError` that made polling impossible.
+        `fresh`: the task was just submitted (its polls are aimed by what the run learned
+        of `model`, `backoff.learned_poll_delay`); a resumed task is polled at once, then
+        probed (`backoff.next_poll_delay`). Raises the `ApiError` that made polling
+        impossible.
         """
         now = self._clock.now()
         watch = _Watch(
@@ -272,16 +284,7 @@ class Poller:
             rng=task_rng(self._seed, task_id),
             context=current_context(),
         )
-        delay = 0.0
-        if fresh:
-            delay = next_poll_delay(
-                0,
-                0.0,
-                self._spec,
-                expected=self.expected(model),
-                spread=self.spread(model),
-                rng=watch.rng,
-            )
+        delay = self._delay(watch, 0.0) if fresh else 0.0
         self._schedule(watch, now + delay)
         await watch.done.wait()
         if watch.error is not None:
@@ -308,6 +311,14 @@ class Poller:
             else:
                 self._wake = anyio.Event()
                 await self._wake.wait()
+
+    def _delay(self, watch: _Watch, elapsed: float) -> float:
+        if not watch.fresh:
+            return next_poll_delay(watch.polls, elapsed, self._spec, rng=watch.rng)
+        model = self.models.get(watch.model)
+        if model is None:
+            model = self.models[watch.model] = DurationModel()
+        return learned_poll_delay(watch.polls, elapsed, self._spec, model, rng=watch.rng)
 
     def _schedule(self, watch: _Watch, due: float) -> None:
         heapq.heappush(self._heap, (due, next(self._order), watch))
@@ -343,8 +354,10 @@ class Poller:
         now = self._clock.now()
         elapsed = now - watch.started
         if task is not None and task.terminal:
-            if watch.fresh:
-                self._learn(watch.model, watch.last_pending, elapsed)
+            if watch.fresh:  # its elapsed time is the separation's: (last pending, now]
+                self.models[watch.model].observe(watch.last_pending, elapsed)
+                if self._on_learn is not None:
+                    self._on_learn(watch.model)
             watch.task = task
             watch.done.set()
             return
@@ -352,35 +365,4 @@ class Poller:
             watch.done.set()  # task None: timed out
             return
         watch.last_pending = elapsed
-        delay = next_poll_delay(
-            watch.polls,
-            elapsed,
-            self._spec,
-            expected=self.expected(watch.model) if watch.fresh else None,
-            spread=self.spread(watch.model) if watch.fresh else None,
-            rng=watch.rng,
-        )
-        self._schedule(watch, now + delay)
-
-    def _learn(self, model: str, pending: float, ended: float) -> None:
-        """A separation of `model` was last seen pending `pending` s after submission (0:
-        never) and seen ended at `ended` s.
-
-        It ended in between: the midpoint is the guess. When the first poll already found
-        it over, the guess is half a window step before that poll, where a poll one step
-        earlier would have left it (the midpoint, half its age, dragged the estimate down
-        by half). Mean and spread are moving averages: they follow the API's pace.
-        """
-        old = self._expected.get(model)
-        if pending > 0:
-            seconds = (pending + ended) / 2
-        else:
-            step = window_step(ended, self._spec, self._spread.get(model, 0.0))
-            seconds = max(ended / 2, ended - step / 2)
-        if old is None:
-            self._expected[model] = seconds
-            self._spread[model] = FIRST_SPREAD * seconds
-            return
-        keep = EXPECTED_MEMORY
-        self._expected[model] = keep * old + (1 - keep) * seconds
-        self._spread[model] = keep * self._spread[model] + (1 - keep) * abs(seconds - old)
+        self._schedule(watch, now + self._delay(watch, elapsed))

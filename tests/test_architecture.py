@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "state_files",
             "state",
             "ledger",
+            "timings",
             "songfiles",
             "state_guard",
             "manifest_yaml",
