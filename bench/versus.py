@@ -64,6 +64,9 @@ TITLE = "stemsweep against a plain concurrent script, on the same workloads"
 SCRIPT = Path(__file__).resolve().parent / "plain.py"
 SCRIPT_POLL = 1.0  # simulated seconds between the script's polls
 CLIENTS = ("stemsweep", "plain")
+# The files the script downloads: every type of the job's model but `original` (the mix,
+# which stemsweep downloads by default). stemsweep is asked for the same ones.
+SCRIPT_TYPES = ("instrumental", "vocals", "backing_vocals")
 
 # What stemsweep should reach (a ratio is stemsweep / the script).
 TARGET_FIXED_WALL_RATIO = 1.0
@@ -233,6 +236,7 @@ def _inputs(w: Workload) -> dict[str, Any]:
         "stemsweep_poll_real_s": dict(w.poll),
         "script_poll_real_s": SCRIPT_POLL / w.time_scale,
         "requests_per_second": w.requests_per_second,
+        "stemsweep_download_types": list(SCRIPT_TYPES),
     }
 
 
@@ -254,6 +258,7 @@ def _run_client(client: str, w: Workload, workdir: Path) -> dict[str, Any]:
             per_project=w.per_project,
             requests_per_second=w.requests_per_second or 10_000.0,
             poll=w.poll,
+            types=SCRIPT_TYPES,
             with_tasks=True,
         )
         assert result.tasks is not None
