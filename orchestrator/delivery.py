@@ -41,7 +41,7 @@ from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Fault, Selection, Status, fault_of, select_stems
 from orchestrator.logs import get_logger
 from orchestrator.paths import is_safe_name, job_file, reference_base, stem_base
-from orchestrator.scheduling import SharedReads
+from orchestrator.reads import SharedReads
 from orchestrator.state import JobRecord, StemRow
 from orchestrator.wire import Stem
 
@@ -99,14 +99,18 @@ class Delivery:
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
 
-    async def deliver(self, job: JobId, row: JobRecord) -> Delivered | Undelivered:
-        """Put the job's files in place, with fresh project reads when URLs expire."""
+    async def deliver(
+        self, job: JobId, row: JobRecord, *, hold: float = 0.0
+    ) -> Delivered | Undelivered:
+        """Put the job's files in place, with fresh project reads when URLs expire; the
+        first read may wait `hold` seconds for other jobs of the project (`reads`)."""
         staged: dict[str, tuple[Stem, Staged]] = {}
         expired = ""
         try:
             for _ in range(EXPIRED_URL_ROUNDS):
                 try:
-                    project = await self._reads.project(job.project)
+                    project = await self._reads.project(job.project, hold=hold)
+                    hold = 0.0
                 except ApiError as exc:
                     return Undelivered(fault_of(exc), str(exc))
                 chosen = select_stems(

@@ -81,15 +81,9 @@ from orchestrator.lifecycle import (
 from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
 from orchestrator.outcomes import Outcomes
+from orchestrator.reads import HOLD_SHARE, SharedReads
 from orchestrator.recovery import Recovery, resend_command
-from orchestrator.scheduling import (
-    ALL_GATES,
-    SEPARATION_GATES,
-    Admission,
-    Poller,
-    SharedReads,
-    Ticket,
-)
+from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Poller, Ticket
 from orchestrator.songs import Song, SongSteps
 from orchestrator.spec import Manifest, resolve_key_scope
 from orchestrator.state import JobRecord, StateStore
@@ -157,7 +151,7 @@ class Engine:
             on_learn=None if timings is None else timings.observed,
         )
         tally.durations = self.poller  # what the progress display forecasts from
-        self.reads = SharedReads(client)
+        self.reads = SharedReads(client, self.poller.settle)
         self.delivery = Delivery(
             out, client, self.reads, manifest.download_types, places=self.songs.places
         )
@@ -367,7 +361,11 @@ class Engine:
             )
             return None
         try:
-            project = await self.reads.project(job.project)
+            # A job the state knows nothing of may take the run's latest read (`reads`).
+            if ticket.row is None:
+                project = await self.reads.listing(job.project)
+            else:
+                project = await self.reads.project(job.project)
         except ApiError as exc:
             self.outcomes.give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
             return None
@@ -399,7 +397,7 @@ class Engine:
         reported, when the ceiling or the balance forbids it."""
 
         async def seconds() -> float | None:
-            return original_seconds(project or await self.reads.project(ticket.job.project))
+            return original_seconds(project or await self.reads.listing(ticket.job.project))
 
         job = ticket.job
         try:
@@ -443,7 +441,7 @@ class Engine:
         facts: dict[str, object] = {"task": task_id, "timeout": self.manifest.poll.timeout}
         fault: Fault | None
         try:
-            verdict = await self.poller.wait_terminal(task_id, job.model, fresh=fresh)
+            verdict = await self.poller.wait_terminal(task_id, job.project, job.model, fresh=fresh)
         except ApiError as exc:
             fault, facts["error"] = fault_of(exc), exc
         else:
@@ -452,6 +450,7 @@ class Engine:
                 fault = Fault.TIMED_OUT
             elif task.succeeded:
                 fault = None
+                ticket.hold = HOLD_SHARE * verdict.seconds if fresh else 0.0
             else:
                 fault = separation_fault(task.status)
                 facts["error"] = task.status + (f": {task.error}" if task.error else "")
@@ -484,7 +483,7 @@ class Engine:
         row = self.store.get(job.project, job.model)
         assert row is not None
         self.outcomes.show(ticket, DOWNLOADING)
-        outcome = await self.delivery.deliver(job, row)
+        outcome = await self.delivery.deliver(job, row, hold=ticket.hold)
         if isinstance(outcome, Undelivered):
             facts = {"error": outcome.error, "model": job.model, "rounds": EXPIRED_URL_ROUNDS}
             self.outcomes.give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)

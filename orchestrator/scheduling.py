@@ -8,9 +8,6 @@ in order, while it has room. A job blocked by its project therefore waits while 
 jobs of other projects go, and no job is ever looked at again before something it waits
 for changed: the work per job stays constant however long the buffer is.
 
-`SharedReads` lets the jobs that need the same project at the same moment (the models of one
-project submitted together, or ending together) share one `GET /projects/{id}`.
-
 `Poller` is the single loop that polls every task in flight. Tasks sit in a heap by their
 next due time (`backoff.next_poll_delay`); the loop sleeps until the earliest one (woken
 early when a new task is due sooner), hands the due polls to a few poll workers, and
@@ -40,7 +37,7 @@ from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Decision
 from orchestrator.logs import current_context, log_context
 from orchestrator.spec import Limits, PollSpec
-from orchestrator.wire import Project, Task
+from orchestrator.wire import Task
 
 if TYPE_CHECKING:
     from orchestrator.state import JobRecord
@@ -83,6 +80,7 @@ class Ticket:
     # The project gate's name, when not the job's project: a song's jobs share its gate
     # from before the song is a project until their files are on disk.
     gate: str | None = None
+    hold: float = 0.0  # how long its after-end project read may wait for others' (`reads`)
 
 
 class Admission:
@@ -147,63 +145,14 @@ class Admission:
         return gates
 
 
-class _Read:
-    """One project read and the jobs waiting for its answer."""
-
-    __slots__ = ("done", "error", "project")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.project: Project | None = None
-        self.error: Exception | None = None
-
-
-class SharedReads:
-    """`GET /projects/{id}`, shared by the jobs that ask for the same project at once.
-
-    A job that asks joins the read of that project that has not been sent yet, if there is
-    one, else opens a new one. A read is open to others only until its first checkpoint
-    (every job that asks in the same turn of the event loop): its answer therefore always
-    comes from a request sent after each of its readers asked, as fresh as a read of their
-    own. When the opener fails with an API error, every reader gets that error; when it is
-    cancelled, the others read for themselves.
-    """
-
-    def __init__(self, client: YoukaClient) -> None:
-        self._client = client
-        self._open: dict[str, _Read] = {}
-
-    async def project(self, project_id: str) -> Project:
-        """The project, from a read sent after this call began."""
-        read = self._open.get(project_id)
-        if read is not None:
-            await read.done.wait()
-            if read.project is not None:
-                return read.project
-            if read.error is not None:
-                raise read.error
-            return await self.project(project_id)  # its opener was cancelled
-        read = self._open[project_id] = _Read()
-        try:
-            try:
-                await anyio.lowlevel.checkpoint()  # the others who ask in this turn join
-            finally:
-                del self._open[project_id]
-            read.project = await self._client.project(project_id)
-        except Exception as exc:
-            read.error = exc
-            raise
-        finally:
-            read.done.set()  # also when cancelled, before or after sending: see above
-        return read.project
-
-
 @dataclass(frozen=True)
 class PollVerdict:
-    """How waiting for a task ended: `task` terminal, or `timed_out`, after `polls` polls."""
+    """How waiting for a task ended: `task` terminal, or `timed_out`, after `polls` polls,
+    `seconds` after the wait began."""
 
     task: Task | None
     polls: int
+    seconds: float = 0.0
 
     @property
     def timed_out(self) -> bool:
@@ -213,6 +162,7 @@ class PollVerdict:
 @dataclass(eq=False)
 class _Watch:
     task_id: str
+    project: str
     model: str
     started: float
     deadline: float
@@ -221,6 +171,7 @@ class _Watch:
     context: dict[str, Any]  # the waiting job's log context, bound around each poll
     polls: int = 0
     last_pending: float = 0.0  # elapsed seconds at the last non-terminal answer
+    due: float = 0.0  # when its next poll is due; inf while a poll is on its way
     done: anyio.Event = field(default_factory=anyio.Event)
     task: Task | None = None
     error: BaseException | None = None
@@ -253,6 +204,8 @@ class Poller:
         self._sleep_scope: anyio.CancelScope | None = None
         self._sleep_until = math.inf
         self.models: dict[str, DurationModel] = learned if learned is not None else {}
+        self._projects: dict[str, set[_Watch]] = {}  # the tasks being waited for, by project
+        self._answered: dict[str, anyio.Event] = {}  # set when a poll of the project ends
         self._on_learn = on_learn
         self.polls = 0
 
@@ -266,7 +219,9 @@ class Poller:
         known = self.models.get(model)
         return None if known is None else known.deviation()
 
-    async def wait_terminal(self, task_id: str, model: str, *, fresh: bool) -> PollVerdict:
+    async def wait_terminal(
+        self, task_id: str, project: str, model: str, *, fresh: bool
+    ) -> PollVerdict:
         """Poll `task_id` until it is terminal or past `poll.timeout` from now.
 
         `fresh`: the task was just submitted (its polls are aimed by what the run learned
@@ -277,6 +232,7 @@ class Poller:
         now = self._clock.now()
         watch = _Watch(
             task_id=task_id,
+            project=project,
             model=model,
             started=now,
             deadline=now + self._spec.timeout,
@@ -285,11 +241,44 @@ class Poller:
             context=current_context(),
         )
         delay = self._delay(watch, 0.0) if fresh else 0.0
-        self._schedule(watch, now + delay)
-        await watch.done.wait()
+        watching = self._projects.setdefault(project, set())
+        watching.add(watch)
+        try:
+            self._schedule(watch, now + delay)
+            await watch.done.wait()
+        finally:
+            watching.discard(watch)
+            if not watching:
+                del self._projects[project]
         if watch.error is not None:
             raise watch.error
-        return PollVerdict(watch.task, watch.polls)
+        return PollVerdict(watch.task, watch.polls, self._clock.now() - now)
+
+    async def settle(self, project: str, within: float) -> None:
+        """Return once every task of `project` whose poll is due within `within` seconds
+        from now has had that poll answered (and any poll on its way), or after twice
+        `within` at most: for `reads.SharedReads` to hold an after-end read for the tasks
+        of the project about to be seen ended."""
+        horizon = self._clock.now() + within
+        if not self._due_by(project, horizon):
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def give_up() -> None:
+                await self._clock.sleep(2 * within)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(give_up)
+            while self._due_by(project, horizon):
+                answered = self._answered.get(project)
+                if answered is None:
+                    answered = self._answered[project] = anyio.Event()
+                await answered.wait()
+            tg.cancel_scope.cancel()
+
+    def _due_by(self, project: str, moment: float) -> bool:
+        """Whether a task of `project` has a poll due by `moment` (or on its way)."""
+        return any(w.due <= moment for w in self._projects.get(project, ()))
 
     async def run(self, tg: TaskGroup) -> None:
         """Poll what is due, forever; polls run in `POLL_CONCURRENCY` workers started in
@@ -305,6 +294,7 @@ class Poller:
             now = self._clock.now()
             while self._heap and self._heap[0][0] <= now:
                 _, _, watch = heapq.heappop(self._heap)
+                watch.due = -math.inf  # on its way: due now, for `settle`
                 send.send_nowait(watch)
             if self._heap:
                 await self._sleep(self._heap[0][0] - now)
@@ -321,6 +311,7 @@ class Poller:
         return learned_poll_delay(watch.polls, elapsed, self._spec, model, rng=watch.rng)
 
     def _schedule(self, watch: _Watch, due: float) -> None:
+        watch.due = due
         heapq.heappush(self._heap, (due, next(self._order), watch))
         if due < self._sleep_until and self._sleep_scope is not None:
             self._sleep_scope.cancel()
@@ -336,7 +327,12 @@ class Poller:
 
     async def _poll_each(self, due: MemoryObjectReceiveStream[_Watch]) -> None:
         async for watch in due:
-            await self._poll(watch)
+            try:
+                await self._poll(watch)
+            finally:
+                answered = self._answered.pop(watch.project, None)
+                if answered is not None:
+                    answered.set()
 
     async def _poll(self, watch: _Watch) -> None:
         task: Task | None = None
@@ -347,6 +343,7 @@ class Poller:
             pass  # the client already retried; the task still exists: try again later
         except StemsweepError as exc:  # e.g. 404, or the key was revoked: tell the job
             watch.error = exc
+            watch.due = math.inf
             watch.done.set()
             return
         self.polls += 1
@@ -359,9 +356,11 @@ class Poller:
                 if self._on_learn is not None:
                     self._on_learn(watch.model)
             watch.task = task
+            watch.due = math.inf
             watch.done.set()
             return
         if now >= watch.deadline:
+            watch.due = math.inf
             watch.done.set()  # task None: timed out
             return
         watch.last_pending = elapsed

@@ -59,6 +59,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "a run",
         {
             "looplag",
+            "reads",
             "scheduling",
             "outcomes",
             "recovery",

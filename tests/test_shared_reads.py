@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from orchestrator.errors import ApiError
-from orchestrator.scheduling import SharedReads
+from orchestrator.reads import SharedReads
 from orchestrator.wire import Project
 
 pytestmark = pytest.mark.anyio
