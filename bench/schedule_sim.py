@@ -94,6 +94,14 @@ def workloads() -> dict[str, Workload]:
             2,
             0.2,
         ),
+        "varied, 20 per model": Workload(
+            "varied, 20 per model",
+            default_spec,
+            {m: _varied(b) for m, b in REALISTIC_DURATIONS.items()},
+            20,
+            2,
+            0.2,
+        ),
         "drift": Workload(
             "drift",
             default_spec,
@@ -303,6 +311,7 @@ SCHEDULES: dict[str, Callable[[PollSpec], Schedule]] = {
     "learned, window 64": _learned(window=64),
     "learned, window 16": _learned(window=16),
     "learned, probing x1.5": _learned(probe=1.5),
+    "learned, ladder computed after every bracket": _learned(refresh=0.0),
     "learned, durations: bracket midpoints": _learned(MidpointModel),
     "learned, durations: Turnbull's estimate": _learned(TurnbullModel),
 }

@@ -176,6 +176,7 @@ class Aim:
     tail_pace: float = 0.15  # past the ladder, a gap is at most this share of the age
     tail_growth: float = 0.5  # ... and this share of the time since the ladder's last poll
     ceiling: bool = False  # whether `poll.max` caps the wait for an aimed poll too
+    refresh: float = 0.125  # spans and ladder are computed again once this share is new
 
 
 AIM = Aim()
@@ -187,7 +188,8 @@ class DurationModel:
     It keeps the latest `aim.window` brackets: a task last seen pending L seconds after
     its submission (0: never) and seen ended at U ended in (L, U]. `spans` makes them a
     distribution of durations (`end_spans`), `ladder` the ages at which to poll a new task
-    (`aimed_ladder`); both are computed again after each new bracket, when asked for.
+    (`aimed_ladder`); both are computed again, when next asked for, once `aim.refresh` of
+    the kept brackets are new (after each of the first 8, then every 2nd, every 4th).
     Plain data both ways (`to_dict`, `from_dict`), for a store to keep across runs.
     """
 
@@ -196,6 +198,7 @@ class DurationModel:
         self._brackets: deque[tuple[float, float]] = deque(maxlen=aim.window)
         self._spans: tuple[Span, ...] | None = None
         self._ladder: tuple[float, ...] | None = None
+        self._new = 0  # brackets since spans and ladder were last computed
         for pending, ended in brackets:
             self.observe(pending, ended)
 
@@ -211,7 +214,10 @@ class DurationModel:
         if ended <= 0:
             raise ValueError(f"a task is seen ended after its submission, not at {ended!r} s")
         self._brackets.append((pending if pending < ended else 0.0, ended))
-        self._spans = self._ladder = None
+        self._new += 1
+        if self._new >= max(1.0, self.aim.refresh * len(self._brackets)):
+            self._spans = self._ladder = None
+            self._new = 0
 
     def spans(self) -> tuple[Span, ...]:
         """Where the kept tasks ended (`end_spans`)."""

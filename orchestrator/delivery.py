@@ -36,7 +36,7 @@ import anyio
 from orchestrator.api import YoukaClient
 from orchestrator.download import digest_matches
 from orchestrator.errors import ApiError, DownloadError, ExpiredUrlError
-from orchestrator.files import Staged, commit, discard, write_json_atomic
+from orchestrator.files import GroupCommit, Staged, discard, write_json_atomic
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Fault, Selection, Status, fault_of, select_stems
 from orchestrator.logs import get_logger
@@ -98,6 +98,7 @@ class Delivery:
         self._places: Mapping[str, SongPlace] = places if places is not None else {}
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
+        self._group = GroupCommit()  # the jobs committing at once share worker-thread calls
 
     async def deliver(
         self, job: JobId, row: JobRecord, *, hold: float = 0.0
@@ -210,7 +211,7 @@ class Delivery:
             )
             for stem, file in files
         ]
-        placed = await commit(
+        placed = await self._group.commit(
             [file for _, file in files], [self._job_document(row, rows, missing, unsafe)]
         )
         return [replace(r, mtime_ns=p.mtime_ns) for r, p in zip(rows, placed, strict=True)]
