@@ -44,7 +44,7 @@ import anyio
 from orchestrator.api import YoukaClient
 from orchestrator.wire import Project
 
-HOLD_SHARE = 0.1  # an after-end read waits for polls due within this share of the duration
+HOLD_SHARE = 0.25  # an after-end read waits for polls due within this share of the duration
 REMEMBERED = 256  # projects whose latest listing is kept (about 10 KB each, 12 models)
 
 Settle = Callable[[str, float], Awaitable[None]]
