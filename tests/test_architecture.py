@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "delivery",
             "budget",
             "songs",
+            "separation",
             "engine",
             "runner",
         },
