@@ -36,6 +36,7 @@ from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Decision
 from orchestrator.logs import current_context, log_context
+from orchestrator.pacing import admitted_at
 from orchestrator.spec import Limits, PollSpec
 from orchestrator.wire import Task
 
@@ -350,9 +351,12 @@ class Poller:
         watch.polls += 1
         now = self._clock.now()
         elapsed = now - watch.started
+        # What the poll saw, dated by when it was sent (its answer may come back much later
+        # when the loop is busy): the task ended in (last sent pending, sent ended].
+        seen = min(elapsed, admitted_at() - watch.started)
         if task is not None and task.terminal:
-            if watch.fresh:  # its elapsed time is the separation's: (last pending, now]
-                self.models[watch.model].observe(watch.last_pending, elapsed)
+            if watch.fresh and seen > 0:  # its age is the separation's: (last pending, seen]
+                self.models[watch.model].observe(watch.last_pending, seen)
                 if self._on_learn is not None:
                     self._on_learn(watch.model)
             watch.task = task
@@ -363,5 +367,5 @@ class Poller:
             watch.due = math.inf
             watch.done.set()  # task None: timed out
             return
-        watch.last_pending = elapsed
+        watch.last_pending = max(seen, 0.0)
         self._schedule(watch, now + self._delay(watch, elapsed))
