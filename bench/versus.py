@@ -20,10 +20,18 @@ Three workloads:
 - **rate_limited**: 48 jobs (4 x 12) with the realistic durations, 10 in flight,
   time-lapsed 10 times, and 5 requests a second (real ones: the limit is not time-lapsed)
   in the simulator (a 429 past it) and in stemsweep's manifest. With 8.9 requests a job,
-  10 jobs in flight would ask for about 6 a second: the limit binds, and jobs per second
-  is about 5 / the API requests a job takes (the simulator does not count the redirect to
-  storage against the limit). With many more in flight, the backlog at the limit makes
-  every poll find its task ended, whatever the schedule.
+  10 jobs in flight would ask for about 6 a second: the limit binds at times (the
+  simulator does not count the redirect to storage against it). The 5-minute model's jobs
+  set the wall time, so jobs per second stay near 0.5 for either client: what the limit
+  makes scarce is requests, counted per job. With many more in flight, the backlog at the
+  limit makes every poll find its task ended, whatever the schedule.
+
+Both clients download the same files: every type of the job's model but `original` (the
+script's choice; stemsweep's default list has `original` too, so it is given the others).
+The varied and rate-limited workloads are also run for stemsweep on a second night
+(`_run_informed`): a first run on as many other projects of the same simulator, into the
+same output tree, whose state keeps the durations the poll loop learned, then the
+measured run; this is what a nightly batch does from its second night on.
 
 Ratios are stemsweep's figure over the script's, from the mean of each client's rounds.
 """
