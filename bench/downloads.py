@@ -5,8 +5,9 @@ stemsweep; then `curl` fetches the same 64 files (fresh signed URLs read from th
 the API's redirect followed with -L) with the same concurrency, 8 at a time, in one
 process. Three rounds each, alternating, each after a `sync` and right after the previous
 run's files were deleted (so that every run writes into recently used memory; see
-`_fresh_pages`); the best of each counts. stemsweep's throughput is the bytes over its whole run's wall time (submissions and polls
-included). stemsweep also hashes (BLAKE3) and fsyncs every file; curl does neither.
+`_fresh_pages`); the best of each counts. stemsweep's throughput is the bytes over its
+whole run's wall time (submissions and polls included). stemsweep also hashes (BLAKE3)
+and fsyncs every file; curl does neither.
 
 CPU per GiB is what the bytes cost: the client process's CPU for the run (interpreter
 start-up included) less that of the same 64 jobs with 16 KiB stems, against a second

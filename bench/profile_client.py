@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bench.harness import API_KEY, MODELS, project_ids, reap, simulator, write_manifest
-from bench.versus import SCRIPT, workloads
+from bench.versus import SCRIPT, SCRIPT_TYPES, workloads
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 RATE = 250
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_in_flight=w.in_flight,
                 per_project=w.per_project,
                 poll=w.poll,
+                types=SCRIPT_TYPES,
             )
             command = [sys.executable, "-m", "orchestrator", "run", str(manifest), "--no-progress"]
         else:

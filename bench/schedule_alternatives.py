@@ -1,11 +1,66 @@
-"""Estimates of a model's durations measured against `backoff.end_spans`, for
-`bench/schedule_sim.py`: each a `DurationModel` whose `spans` says otherwise."""
+"""Schedules measured against the chosen one, for `bench/schedule_sim.py`: estimates of a
+model's durations each a `DurationModel` whose `spans` says otherwise, and `Current`, the
+schedule the Poller ran before the learned one (kept here to be measured against it)."""
 
 from __future__ import annotations
 
 import bisect
+import random
 
 from orchestrator import backoff
+from orchestrator.spec import PollSpec
+
+PACE = 0.15  # when aiming, a gap is at most this share of the task's age
+
+
+class Current:
+    """The Poller's schedule before the learned one: probing (`backoff.next_poll_delay`)
+    until a model's first task ends, then aimed at a window learned from moving averages
+    of the mean E and mean deviation S of the brackets' midpoints: first poll at E - S,
+    then every S (at most `PACE` of the age), thinning out past E + S, each gap within
+    [`poll.initial`, `poll.max`]."""
+
+    def __init__(self, spec: PollSpec) -> None:
+        self.spec = spec
+        self.expected: float | None = None
+        self.spread: float | None = None
+
+    def _step(self, elapsed: float, spread: float) -> float:
+        return max(self.spec.initial, min(spread, PACE * elapsed))
+
+    def delay(self, polls: int, age: float, rng: random.Random) -> float:
+        spec, expected = self.spec, self.expected
+        remaining = spec.timeout - age
+        if remaining <= 0:
+            return 0.0
+        if expected is None:
+            return backoff.next_poll_delay(polls, age, spec, rng=rng)
+        s = self.spread or 0.0
+        opens, closes = expected - s, expected + s
+        if age < opens:
+            gap = max(opens - age, self._step(age, s))
+        elif age <= closes:
+            gap = self._step(age, s)
+        else:
+            late = age - closes
+            gap = max(spec.initial, min(PACE * age, s + 0.5 * late))
+        gap = min(gap, spec.max)
+        gap -= backoff.JITTER * rng.random() * min(gap, max(spec.initial, s))
+        return min(gap, remaining)
+
+    def learn(self, pending: float, ended: float) -> None:
+        """Moving averages (memory 0.7; the first spread a quarter of the first duration)."""
+        if pending > 0:
+            seconds = (pending + ended) / 2
+        else:
+            step = self._step(ended, self.spread or 0.0)
+            seconds = max(ended / 2, ended - step / 2)
+        if self.expected is None or self.spread is None:
+            self.expected, self.spread = seconds, 0.25 * seconds
+            return
+        old = self.expected
+        self.expected = 0.7 * old + 0.3 * seconds
+        self.spread = 0.7 * self.spread + 0.3 * abs(seconds - old)
 
 
 class MidpointModel(backoff.DurationModel):

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bench.schedule_alternatives import MidpointModel, TurnbullModel
+from bench.schedule_alternatives import Current, MidpointModel, TurnbullModel
 from bench.workloads import REALISTIC_DURATIONS
 from orchestrator import backoff
 from orchestrator.manifest import PollSpec
@@ -94,6 +94,14 @@ def workloads() -> dict[str, Workload]:
             2,
             0.2,
         ),
+        "varied, 20 per model": Workload(
+            "varied, 20 per model",
+            default_spec,
+            {m: _varied(b) for m, b in REALISTIC_DURATIONS.items()},
+            20,
+            2,
+            0.2,
+        ),
         "drift": Workload(
             "drift",
             default_spec,
@@ -118,35 +126,6 @@ class Schedule(Protocol):
     def learn(self, pending: float, ended: float) -> None:
         """A task was last seen pending at `pending` s (0: never) and seen ended at `ended`."""
         ...
-
-
-class Current:
-    """`backoff.next_poll_delay` with what `scheduling.Poller._learn` learns: moving
-    averages of the mean E and mean deviation S, from the midpoint of each bracket."""
-
-    def __init__(self, spec: PollSpec) -> None:
-        self.spec = spec
-        self.expected: float | None = None
-        self.spread: float | None = None
-
-    def delay(self, polls: int, age: float, rng: random.Random) -> float:
-        return backoff.next_poll_delay(
-            polls, age, self.spec, expected=self.expected, spread=self.spread, rng=rng
-        )
-
-    def learn(self, pending: float, ended: float) -> None:
-        # As in scheduling.Poller._learn (EXPECTED_MEMORY 0.7, FIRST_SPREAD 0.25).
-        if pending > 0:
-            seconds = (pending + ended) / 2
-        else:
-            step = backoff.window_step(ended, self.spec, self.spread or 0.0)
-            seconds = max(ended / 2, ended - step / 2)
-        if self.expected is None or self.spread is None:
-            self.expected, self.spread = seconds, 0.25 * seconds
-            return
-        old = self.expected
-        self.expected = 0.7 * old + 0.3 * seconds
-        self.spread = 0.7 * self.spread + 0.3 * abs(seconds - old)
 
 
 class Learned:
@@ -332,6 +311,7 @@ SCHEDULES: dict[str, Callable[[PollSpec], Schedule]] = {
     "learned, window 64": _learned(window=64),
     "learned, window 16": _learned(window=16),
     "learned, probing x1.5": _learned(probe=1.5),
+    "learned, ladder computed after every bracket": _learned(refresh=0.0),
     "learned, durations: bracket midpoints": _learned(MidpointModel),
     "learned, durations: Turnbull's estimate": _learned(TurnbullModel),
 }

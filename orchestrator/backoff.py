@@ -1,44 +1,21 @@
 """When to poll a separation task next (pure: no clock, no I/O).
 
 Every poll is one paced API request, and every second between a task's end and the poll
-that sees it is a second its slot stays taken. Two schedules live here: the one
-`scheduling.Poller` runs (`next_poll_delay`, from a learned mean and deviation), and the
-one it is to run instead (`learned_poll_delay`, from a learned distribution), which
-spends fewer polls and notices ends sooner. (Longer than 400 lines while both are here.)
+that sees it is a second its slot stays taken. `scheduling.Poller` polls a task it
+submitted by `learned_poll_delay`, aimed by what the run (and the runs before it: the
+state keeps each model's brackets, `timings`) learned of its model's durations, and a
+task resumed from an earlier run, whose age it does not know, by `next_poll_delay`.
+(Longer than 400 lines: the measurements that chose the schedule are a quarter of it.)
 
-The Poller's schedule, `next_poll_delay`
----------------------------------------
+Probing a resumed task, `next_poll_delay`
+-----------------------------------------
 
-Probing, while the run knows nothing of the model yet (its first separations):
-
-1. The first poll comes `poll.initial` seconds after submission; every later gap is the
-   previous nominal gap times `MULTIPLIER` (1.5), capped at `poll.max`: with the defaults
-   (3 s, 60 s) the gaps are 3, 4.5, 6.75, 10.1, ... 60, 60, ... A task is seen at most
-   half its age late; a ten-minute task takes about fifteen polls.
-
-Aiming, once the run has seen separations of the model end: `expected` is their mean
-duration E, `spread` their mean absolute deviation S from it (see `scheduling.Poller`).
-Most of them end in the window [E - S, E + S]:
-
-2. Before the window: one poll when it opens, at E - S (never more than `poll.max` away:
-   the ceiling holds however long the model takes).
-3. In the window: a gap of S, the spacing of the ends it waits for, but at most `PACE`
-   (15%) of the task's age: a task is seen at most 15% of its duration late.
-4. Past the window: the gap grows with the lateness (S plus half of it), still at most
-   15% of the task's age: a task later than any so far costs a few polls, not dozens.
-
-With fixed durations (S near 0) that is one poll at the expected end and one
-`poll.initial` later; with durations spread +-25%, one to four polls from E - S. (Opening
-the window at E - 2S was measured too, with `bench/polling.py`: 6.5 polls per separation
-instead of 5.0, for a mean delay of 6.5% of the duration instead of 7.0%.)
-
-Everywhere: no gap is shorter than `poll.initial` or longer than `poll.max`, and none ends
-past the task's deadline (`poll.timeout` after submission), so a task that never finishes
-is seen at its deadline. Each gap is shortened at random by up to `JITTER` (a tenth) of
-itself when probing, and of the window's step (S) when aiming, drawn from the task's own
-RNG: tasks submitted together drift apart instead of polling in lock step, the wait for a
-window is not cut short by a tenth of a long task, and a seeded RNG makes the schedule
-reproducible in tests.
+It is polled at once, then the gaps start at `poll.initial` and grow `MULTIPLIER` (1.5)
+times, capped at `poll.max`: with the defaults (3 s, 60 s) 3, 4.5, 6.75, 10.1, ... 60, 60.
+Each gap is shortened at random by up to `JITTER` (a tenth) of itself, drawn from the
+task's own RNG (`task_rng`): tasks resumed together drift apart instead of polling in lock
+step, and a seeded RNG makes the schedule reproducible. No gap ends past the task's
+deadline (`poll.timeout` from its resumption), so a task that never finishes is seen then.
 
 The learned schedule, `learned_poll_delay` and `DurationModel`
 --------------------------------------------------------------
@@ -67,41 +44,52 @@ Two meanings of the poll settings change with it: an aimed poll may come sooner 
 wait for the first aimed poll is not capped by `poll.max` (capping it, measured below,
 costs 1.3 polls a separation with the default 60 s for models of 2 to 5 minutes).
 
-Chosen with `bench/schedule_sim.py`, which runs both schedules offline on the durations of
+Chosen with `bench/schedule_sim.py`, which runs the schedules offline on the durations of
 the benchmarks (5 seeds; "fixed": 5 s tasks, `poll: {initial: 1s, max: 5s}`, 8 in flight
 per model, 84 per model; "varied": `bench/workloads.py`'s realistic durations, the
-default poll settings, 2 in flight per model, 100 per model; "drift": varied, whose
-durations grow by half for tasks 40 to 69 of each model): polls per separation, and the
-mean delay to notice an end as a share of the task's duration.
+default poll settings, 2 in flight per model, 100 per model; "varied 20": the same with
+20 per model, as in the `versus` benchmark; "drift": varied, whose durations grow by half
+for tasks 40 to 69 of each model): polls per separation, and the mean delay to notice an
+end as a share of the task's duration. "Informed": the model kept from an earlier run of
+the same workload, as the state keeps it for the next night.
 
-| schedule | fixed | varied | drift |
-|---|---|---|---|
-| `next_poll_delay` (the Poller's today) | 2.08, 18.4% | 4.34, 7.3% | 4.68, 7.4% |
-| learned (chosen) | 2.33, 1.6% | 3.50, 5.4% | 3.87, 8.6% |
-| learned, the model kept from an earlier run | 2.16, 1.4% | 3.33, 5.0% | |
-| `poll.max` caps the wait for aimed polls | 2.35, 1.4% | 4.83, 5.3% | 5.36, 7.4% |
-| price 0.01 (0.015 chosen) | 2.52, 1.6% | 4.09, 4.6% | 4.53, 6.8% |
-| price 0.02 | 2.28, 1.7% | 3.13, 6.1% | 3.46, 10.1% |
-| head 0.5 (0.8 chosen) | 3.02, 1.7% | 4.08, 5.3% | 4.53, 7.3% |
-| head 0.9 | 1.82, 1.7% | 2.70, 8.1% | 3.18, 12.7% |
-| window 16 (32 chosen) | 2.40, 1.7% | 3.44, 5.8% | 3.54, 8.2% |
-| window 64 | 2.28, 1.7% | 3.50, 5.3% | 4.37, 6.4% |
-| probing 1.5 times (1.2 chosen) | 1.77, 14.2% | 3.32, 5.8% | 3.70, 9.1% |
-| durations: the brackets' midpoints | 2.85, 2.0% | 3.80, 5.0% | 4.29, 7.0% |
-| durations: Turnbull's estimate | 1.64, 1.4% | 2.59, 9.2% | 3.00, 13.5% |
+| schedule | fixed | varied | varied 20 | drift |
+|---|---|---|---|---|
+| learned (chosen) | 2.40, 1.6% | 3.46, 5.5% | 4.10, 7.1% | 3.94, 8.5% |
+| learned, informed | 2.23, 1.4% | 3.33, 5.1% | 3.27, 4.9% | |
+| the mean-and-spread window it replaced | 2.08, 18.4% | 4.34, 7.3% | 4.77, 8.2% | 4.68, 7.4% |
+| the same, informed | 1.89, 14.6% | 4.26, 7.1% | 4.25, 7.0% | |
+| `poll.max` caps the wait for aimed polls | 2.39, 1.3% | 4.85, 5.5% | 5.42, 6.9% | 5.43, 7.4% |
+| price 0.01 (0.015 chosen) | 2.50, 1.5% | 4.04, 4.7% | 4.61, 6.3% | 4.58, 7.0% |
+| price 0.02 | 2.33, 1.7% | 3.08, 6.2% | 3.89, 7.9% | 3.50, 10.1% |
+| head 0.5 (0.8 chosen) | 3.00, 1.7% | 4.03, 5.4% | 4.69, 6.7% | 4.56, 7.4% |
+| head 0.9 | 1.80, 1.7% | 2.72, 8.1% | 3.42, 10.4% | 3.28, 12.6% |
+| window 16 (32 chosen) | 2.42, 1.6% | 3.42, 5.9% | 4.10, 7.2% | 3.54, 8.5% |
+| window 64 | 2.34, 1.6% | 3.45, 5.4% | 4.10, 7.1% | 4.51, 6.4% |
+| probing 1.5 times (1.2 chosen) | 1.76, 14.7% | 3.28, 5.9% | 3.31, 9.2% | 3.71, 9.2% |
+| the ladder computed after every bracket | 2.33, 1.6% | 3.50, 5.4% | 4.14, 7.0% | 3.87, 8.6% |
+| durations: the brackets' midpoints | 2.86, 2.1% | 3.75, 5.2% | 4.52, 6.2% | 4.30, 7.3% |
+| durations: Turnbull's estimate | 1.76, 1.4% | 2.63, 9.1% | 3.47, 11.1% | 3.08, 13.3% |
 
 No schedule can beat, on "varied", knowing each model's distribution exactly: 3.37 polls
 at 4.1%, 2.88 at 5.0%, 2.54 at 5.8% (the same dynamic programming on 400 quantiles of
 each). The learned schedule is about 1.4 points of delay above that at its polls: its
 first tasks are probed, and 32 brackets, some of them wide, say less than the true
-distribution. On "fixed", the first wave (8 tasks per model probed at once, polled 4
-times, up to 5.4 s) is seen 4% late: 0.4 of the 1.6 points. A window of 64 follows the
-drift better but spends more polls on it; Turnbull's estimate (the most likely
-distribution given the brackets) puts the chance of a task found ended at its first poll
-just below that poll, so the first poll never moves earlier (on "varied", a third of the
-tasks end before it); the midpoints do about as well on "varied" and "drift", with a
-fifth more polls on "fixed". A new bracket costs about 0.14 ms of CPU (spans and ladder
-are computed again when next asked for).
+distribution. With 20 tasks per model, the probed first tasks weigh five times more: 4.1
+polls at 7.1%, and 3.3 at 4.9% once informed by the night before. On "fixed", the first
+wave (8 tasks per model probed at once, polled 4 times, up to 5.4 s) is seen 4% late: 0.4
+of the 1.6 points. A window of 64 follows the drift better but spends more polls on it;
+Turnbull's estimate (the most likely distribution given the brackets) puts the chance of
+a task found ended at its first poll just below that poll, so the first poll never moves
+earlier (on "varied", a third of the tasks end before it); the midpoints do about as well
+on "varied" and "drift", with a fifth more polls on "fixed". Spans and ladder are computed
+again once an eighth of the brackets are new (`Aim.refresh`), not after each one: 41
+microseconds of CPU per bracket instead of 140, with the same polls and delays (table).
+
+Measured in real runs (`python -m bench versus`, README "Performance"), the Poller with
+this schedule took 2.4 polls at 1.4-2.0% on the fixed workload (the mean-and-spread
+window: 2.1 at 18.6%), 4.4 at 7.3% on the varied one (5.0 at 8.1%), and 3.3 at 4.9% on
+the varied one's second night.
 """
 
 from __future__ import annotations
@@ -117,7 +105,6 @@ from orchestrator.spec import PollSpec
 
 MULTIPLIER = 1.5
 JITTER = 0.1
-PACE = 0.15  # when aiming, a gap is at most this share of the task's age
 
 
 class Uniform(Protocol):
@@ -138,47 +125,17 @@ def nominal_gap(polls_so_far: int, spec: PollSpec) -> float:
     return min(gap, spec.max)
 
 
-def window_step(elapsed: float, spec: PollSpec, spread: float) -> float:
-    """The gap between polls inside the window, for a task `elapsed` seconds old."""
-    return max(spec.initial, min(spread, PACE * elapsed))
+def next_poll_delay(polls_so_far: int, elapsed: float, spec: PollSpec, *, rng: Uniform) -> float:
+    """Seconds from now until the next poll of a task resumed from an earlier run, probed.
 
-
-def next_poll_delay(
-    polls_so_far: int,
-    elapsed: float,
-    spec: PollSpec,
-    *,
-    expected: float | None = None,
-    spread: float | None = None,
-    rng: Uniform,
-) -> float:
-    """Seconds from now until the next poll of a task.
-
-    `polls_so_far` polls were made since the task was submitted `elapsed` seconds ago;
-    `expected` and `spread` are the learned mean duration of a separation with this model
-    and the mean deviation from it, when known (no spread: 0). The result is > 0 unless
-    the deadline has passed (then 0: poll now, for the last time).
+    `polls_so_far` polls were made since it was resumed `elapsed` seconds ago: the gap is
+    `nominal_gap`, shortened at random by up to `JITTER` of itself. The result is > 0
+    unless the deadline has passed (then 0: poll now, for the last time).
     """
     remaining = spec.timeout - elapsed
     if remaining <= 0:
         return 0.0
-    if expected is None:
-        gap = nominal_gap(polls_so_far, spec)
-        gap *= 1.0 - JITTER * rng.random()
-    else:
-        s = spread or 0.0
-        opens, closes = expected - s, expected + s
-        if elapsed < opens:
-            # Never less than a step: a poll that jitter brought a little before the window
-            # is the window's first, not one more on the way to it.
-            gap = max(opens - elapsed, window_step(elapsed, spec, s))
-        elif elapsed <= closes:
-            gap = window_step(elapsed, spec, s)
-        else:
-            late = elapsed - closes
-            gap = max(spec.initial, min(PACE * elapsed, s + (MULTIPLIER - 1.0) * late))
-        gap = min(gap, spec.max)
-        gap -= JITTER * rng.random() * min(gap, max(spec.initial, s))
+    gap = nominal_gap(polls_so_far, spec) * (1.0 - JITTER * rng.random())
     return min(gap, remaining)
 
 
@@ -207,6 +164,7 @@ class Aim:
     tail_pace: float = 0.15  # past the ladder, a gap is at most this share of the age
     tail_growth: float = 0.5  # ... and this share of the time since the ladder's last poll
     ceiling: bool = False  # whether `poll.max` caps the wait for an aimed poll too
+    refresh: float = 0.125  # spans and ladder are computed again once this share is new
 
 
 AIM = Aim()
@@ -218,7 +176,8 @@ class DurationModel:
     It keeps the latest `aim.window` brackets: a task last seen pending L seconds after
     its submission (0: never) and seen ended at U ended in (L, U]. `spans` makes them a
     distribution of durations (`end_spans`), `ladder` the ages at which to poll a new task
-    (`aimed_ladder`); both are computed again after each new bracket, when asked for.
+    (`aimed_ladder`); both are computed again, when next asked for, once `aim.refresh` of
+    the kept brackets are new (after each of the first 8, then every 2nd, every 4th).
     Plain data both ways (`to_dict`, `from_dict`), for a store to keep across runs.
     """
 
@@ -227,6 +186,7 @@ class DurationModel:
         self._brackets: deque[tuple[float, float]] = deque(maxlen=aim.window)
         self._spans: tuple[Span, ...] | None = None
         self._ladder: tuple[float, ...] | None = None
+        self._new = 0  # brackets since spans and ladder were last computed
         for pending, ended in brackets:
             self.observe(pending, ended)
 
@@ -242,7 +202,10 @@ class DurationModel:
         if ended <= 0:
             raise ValueError(f"a task is seen ended after its submission, not at {ended!r} s")
         self._brackets.append((pending if pending < ended else 0.0, ended))
-        self._spans = self._ladder = None
+        self._new += 1
+        if self._new >= max(1.0, self.aim.refresh * len(self._brackets)):
+            self._spans = self._ladder = None
+            self._new = 0
 
     def spans(self) -> tuple[Span, ...]:
         """Where the kept tasks ended (`end_spans`)."""
@@ -268,6 +231,24 @@ class DurationModel:
                 return low + (high - low) * max(0.0, q - total) / chance
             total += chance
         return spans[-1][1]
+
+    def mean(self) -> float | None:
+        """The mean duration, None when nothing is known (for the progress display's ETA)."""
+        spans = self.spans()
+        total = sum(chance for _, _, chance in spans)
+        if not total:
+            return None
+        return sum((low + high) / 2 * chance for low, high, chance in spans) / total
+
+    def deviation(self) -> float | None:
+        """The mean absolute deviation of the durations from `mean`, None when nothing is
+        known."""
+        mean = self.mean()
+        if mean is None:
+            return None
+        spans = self.spans()
+        total = sum(chance for _, _, chance in spans)
+        return sum(abs((low + high) / 2 - mean) * chance for low, high, chance in spans) / total
 
     def to_dict(self) -> dict[str, Any]:
         """`{"brackets": [[pending, ended], ...]}`, oldest first."""

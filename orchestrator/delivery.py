@@ -9,7 +9,7 @@ fresh ones, up to `EXPIRED_URL_ROUNDS` times; stems already received are kept.
 
 It returns an outcome, `Delivered` (the files' rows, and the wanted types the model did
 not deliver or that are unsafe as file names) or `Undelivered` (the failure, for
-`lifecycle.on_failure`), and records and reports nothing about the job itself: the
+`failures.on_failure`), and records and reports nothing about the job itself: the
 engine does. A rejected key (`CredentialsError`) propagates: the run stops.
 
 Two limits hold across the run: `DOWNLOAD_CONCURRENCY` jobs receive at once, and
@@ -37,12 +37,12 @@ from orchestrator.api import YoukaClient
 from orchestrator.download import digest_matches
 from orchestrator.errors import ApiError, DownloadError, ExpiredUrlError
 from orchestrator.failures import Fault, fault_of
-from orchestrator.files import Staged, commit, discard, write_json_atomic
+from orchestrator.files import GroupCommit, Staged, discard, write_json_atomic
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Selection, Status, select_stems
 from orchestrator.logs import get_logger
 from orchestrator.paths import is_safe_name, job_file, reference_base, stem_base
-from orchestrator.scheduling import SharedReads
+from orchestrator.reads import SharedReads
 from orchestrator.state import JobRecord, StemRow
 from orchestrator.wire import Stem
 
@@ -99,15 +99,20 @@ class Delivery:
         self._places: Mapping[str, SongPlace] = places if places is not None else {}
         self._downloads = anyio.CapacityLimiter(DOWNLOAD_CONCURRENCY)
         self._commits = anyio.CapacityLimiter(COMMIT_CONCURRENCY)
+        self._group = GroupCommit()  # the jobs committing at once share worker-thread calls
 
-    async def deliver(self, job: JobId, row: JobRecord) -> Delivered | Undelivered:
-        """Put the job's files in place, with fresh project reads when URLs expire."""
+    async def deliver(
+        self, job: JobId, row: JobRecord, *, hold: float = 0.0
+    ) -> Delivered | Undelivered:
+        """Put the job's files in place, with fresh project reads when URLs expire; the
+        first read may wait `hold` seconds for other jobs of the project (`reads`)."""
         staged: dict[str, tuple[Stem, Staged]] = {}
         expired = ""
         try:
             for _ in range(EXPIRED_URL_ROUNDS):
                 try:
-                    project = await self._reads.project(job.project)
+                    project = await self._reads.project(job.project, hold=hold)
+                    hold = 0.0
                 except ApiError as exc:
                     return Undelivered(fault_of(exc), str(exc))
                 chosen = select_stems(
@@ -207,7 +212,7 @@ class Delivery:
             )
             for stem, file in files
         ]
-        placed = await commit(
+        placed = await self._group.commit(
             [file for _, file in files], [self._job_document(row, rows, missing, unsafe)]
         )
         return [replace(r, mtime_ns=p.mtime_ns) for r, p in zip(rows, placed, strict=True)]

@@ -1,18 +1,14 @@
-# Longer than the package's other modules, on purpose: one job's way through a run (its
-# dispatch, separation, files and every failure on the way) reads best in one place. The
-# steps with their own rules live elsewhere: a song's upload and creation in songs.py, the
-# ceiling in budget.py, a job's files in delivery.py, the limits in scheduling.py.
 """The engine of a run: every job of the manifest under the limits, in ONE `anyio` task group.
 
     dispatcher  reads jobs one by one, the songs' (`songs.SongSteps`) then `iter_jobs`'s,
                 decides each from its recorded state (`lifecycle.decide`), and offers it to
                 `Admission`; when the look-ahead buffer is full it waits for room, so a
                 100,000-job manifest is never held in memory
-    job tasks   one per admitted job (bounded by the limits): read the project, commit
-                the key (with its credits, under `limits.max_credits`: `budget`), submit,
-                wait for the poll loop's verdict, then hand the job to `delivery` for its
-                files, and record what happened; a song's creation job first uploads and
-                creates its project (`songs`)
+    job tasks   one per admitted job (bounded by the limits): its separation
+                (`separation`: read the project, commit the key with its credits under
+                `limits.max_credits`, submit, wait for the poll loop's verdict; a song's
+                creation job first uploads and creates its project, `songs`), then its
+                files (`delivery`), and record what happened
     poll loop   ONE loop (`Poller`) that polls every task in flight, each on its own
                 backoff schedule, from a heap of due times; no job task holds anything
                 but its slots while it waits
@@ -29,7 +25,7 @@ Limits hold at every instant because a job task exists only while it holds its s
 
 `requests_per_second` and the 429 pause are enforced by the client for every request.
 What a failure does to a job (its status, what the state is told, the reason) is
-`lifecycle.on_failure`'s table; the engine applies it and reports the job (`Tally`, one
+`failures.on_failure`'s table; the engine applies it and reports the job (`Tally`, one
 `job.done` or `job.failed` log line). A separation the client gives up on (past
 `poll.timeout`, or a POST never confirmed) frees its slots: the client cannot see it any
 more, and the next run picks it up again. A task resumed from an earlier run gets a whole
@@ -50,47 +46,34 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.api import YoukaClient
-from orchestrator.budget import Budget, original_seconds
+from orchestrator.budget import Budget
 from orchestrator.clock import Clock
 from orchestrator.delivery import DOWNLOAD_CONCURRENCY, EXPIRED_URL_ROUNDS, Delivery, Undelivered
 from orchestrator.errors import (
-    ApiError,
     ApiUnavailableError,
     CredentialsError,
-    InsufficientCreditsError,
     StateError,
     StemsweepError,
 )
 from orchestrator.failures import (
     UNEXPECTED,
-    Consequence,
-    Fault,
     Step,
-    fault_of,
-    may_resubmit,
-    on_failure,
-    separation_fault,
 )
-from orchestrator.jobs import JobId, Shard, idempotency_key, iter_jobs, select_shard
-from orchestrator.ledger import Ledger, OverBudget
+from orchestrator.jobs import JobId, Shard, iter_jobs, select_shard
+from orchestrator.ledger import Ledger
 from orchestrator.lifecycle import Action, Mode, Status, decide, reported_again
 from orchestrator.logs import get_logger, log_context
 from orchestrator.looplag import LagSampler
 from orchestrator.outcomes import Outcomes
+from orchestrator.reads import SharedReads
 from orchestrator.recovery import Recovery, resend_command
-from orchestrator.scheduling import (
-    ALL_GATES,
-    SEPARATION_GATES,
-    Admission,
-    Poller,
-    SharedReads,
-    Ticket,
-)
+from orchestrator.scheduling import ALL_GATES, SEPARATION_GATES, Admission, Poller, Ticket
+from orchestrator.separation import Separation
 from orchestrator.songs import Song, SongSteps
 from orchestrator.spec import Manifest, resolve_key_scope
-from orchestrator.state import JobRecord, StateStore
+from orchestrator.state import StateStore
 from orchestrator.tally import DOWNLOADING, WAITING, Tally
-from orchestrator.wire import Project
+from orchestrator.timings import Timings
 
 # Jobs read ahead of the running ones. A job blocked by its project or model waits there
 # while later jobs go, so the buffer must span many projects (manifests are project-major).
@@ -119,6 +102,7 @@ class Engine:
         shard: Shard | None = None,
         songs: list[Song] | None = None,
         resend: Callable[[JobId], bool] = lambda job: False,
+        timings: Timings | None = None,
     ) -> None:
         self.manifest = manifest
         self.shard = shard
@@ -142,9 +126,16 @@ class Engine:
         self.songs.dispatch = self
         self.admission = Admission(limits, active=2 * limits.max_in_flight + DOWNLOAD_CONCURRENCY)
         self.lookahead = max(LOOKAHEAD_MIN, LOOKAHEAD_PER_SLOT * limits.max_in_flight)
-        self.poller = Poller(client, manifest.poll, clock, seed=seed)
+        self.poller = Poller(
+            client,
+            manifest.poll,
+            clock,
+            seed=seed,
+            learned=None if timings is None else timings.load(),
+            on_learn=None if timings is None else timings.observed,
+        )
         tally.durations = self.poller  # what the progress display forecasts from
-        self.reads = SharedReads(client)
+        self.reads = SharedReads(client, self.poller.settle)
         self.delivery = Delivery(
             out, client, self.reads, manifest.download_types, places=self.songs.places
         )
@@ -155,6 +146,19 @@ class Engine:
             self.outcomes,
             manifest.idempotency_window,
             command=lambda job: resend_command(manifest.path, job, shard=shard, out=out_given),
+        )
+        self.separation = Separation(
+            manifest,
+            self.scope,
+            store=store,
+            client=client,
+            budget=self.budget,
+            reads=self.reads,
+            poller=self.poller,
+            recovery=self.recovery,
+            songs=self.songs,
+            outcomes=self.outcomes,
+            tally=tally,
         )
         self._room = anyio.Event()
         self._idle = anyio.Event()
@@ -271,7 +275,7 @@ class Engine:
     async def _run_job(self, ticket: Ticket) -> None:
         try:
             if ticket.decision.separates:
-                separated = await self._separate(ticket)
+                separated = await self.separation.run(ticket)
                 self._release(ticket, SEPARATION_GATES)
                 if not separated:
                     return
@@ -291,178 +295,6 @@ class Engine:
             if self._dispatched and self._live == 0:
                 self._idle.set()
 
-    # -- one job: separation -------------------------------------------------------------
-
-    async def _separate(self, ticket: Ticket) -> bool:
-        """Get the job's separation to a terminal success; False when it ended otherwise."""
-        job, action, attempt = ticket.job, ticket.decision.action, ticket.decision.attempt
-        row: JobRecord | None = ticket.row
-        resubmits = 0
-        while True:
-            if action is Action.RECONCILE:  # what did the recorded key start? (`recovery`)
-                found = await self.recovery.settle(ticket)
-                if found is None:
-                    return False
-                action, row = found, ticket.row
-            if action is Action.RESUME_POLL:
-                assert row is not None and row.task_id is not None
-                task_id = row.task_id
-                log.info("job.resumed", project=job.project, model=job.model, task_id=task_id)
-            elif action is Action.CREATE:
-                created = await self.songs.create(ticket)  # the song's upload and creation
-                if created is None:
-                    return False
-                task_id, job = created, ticket.job  # the job is its new project's now
-            else:
-                if action is Action.SUBMIT:
-                    key = await self._commit_key(ticket, attempt)
-                    if key is None:
-                        return False
-                else:  # RESUBMIT_SAME_KEY: the key is already committed
-                    assert row is not None and row.key is not None
-                    key = row.key
-                    if not await self._admit(ticket, key, attempt):
-                        return False
-                submitted = await self._submit(ticket, key, attempt)
-                if submitted is None:
-                    return False
-                task_id = submitted
-            self.outcomes.show(ticket, Status.SUBMITTED)
-            ended = await self._wait(
-                ticket, task_id, attempt, fresh=action is not Action.RESUME_POLL
-            )
-            if ended is None:
-                return True
-            consequence, reason = ended
-            if consequence.resubmit and may_resubmit(resubmits, self.manifest.retries.tasks):
-                resubmits += 1
-                attempt += 1
-                action = Action.SUBMIT
-                log.info("job.resubmitting", project=job.project, model=job.model, attempt=attempt)
-                continue  # the slots pass from the failed separation to the new one
-            assert consequence.status is not None
-            self.outcomes.fail(ticket, consequence.status, attempt, reason)
-            return False
-
-    async def _commit_key(self, ticket: Ticket, attempt: int) -> str | None:
-        """Read the project, then commit the key durably (with its credits, under a
-        ceiling); None when the job cannot go on."""
-        job = ticket.job
-        if self.budget.stopped_by is not None:  # not even a read for a job that cannot go
-            self.outcomes.give_up(
-                ticket, Step.READ, Fault.OVER_BUDGET, attempt, error=self.budget.stopped_by
-            )
-            return None
-        try:
-            project = await self.reads.project(job.project)
-        except ApiError as exc:
-            self.outcomes.give_up(ticket, Step.READ, fault_of(exc), attempt, error=exc)
-            return None
-        known = [s.id for s in project.stems if s.model == job.model]
-        key = idempotency_key(self.scope, job.project, job.model, attempt)
-
-        def commit(also: Callable[[], None] | None) -> None:
-            self.store.commit_key(
-                job.project, job.model, attempt=attempt, key=key, known_stem_ids=known, also=also
-            )
-
-        if not await self._admit(ticket, key, attempt, commit, project):
-            return None
-        if ticket.row is not None and attempt == ticket.decision.attempt > ticket.row.attempt:
-            self.tally.new_attempt(str(ticket.row.status))  # `retry`: a new, charged separation
-        self.outcomes.show(ticket, Status.SUBMITTING)
-        return key
-
-    async def _admit(
-        self,
-        ticket: Ticket,
-        key: str,
-        attempt: int,
-        commit: Callable[[Callable[[], None] | None], None] | None = None,
-        project: Project | None = None,
-    ) -> bool:
-        """`Budget.admit` for the submission with `key` (`commit` None: committed before,
-        priced from a fresh read of its project only when it holds no reservation); False,
-        reported, when the ceiling or the balance forbids it."""
-
-        async def seconds() -> float | None:
-            return original_seconds(project or await self.reads.project(ticket.job.project))
-
-        job = ticket.job
-        try:
-            await self.budget.admit(
-                key, subject=job.project, model=job.model, seconds=seconds, commit=commit
-            )
-        except (OverBudget, ApiError) as exc:  # ApiError: the project could not be read
-            self.outcomes.give_up(ticket, Step.SUBMIT, Fault.OVER_BUDGET, attempt, error=exc)
-            return False
-        return True
-
-    async def _submit(self, ticket: Ticket, key: str, attempt: int) -> str | None:
-        """POST the separation with `key`; the task id, or None (recorded) on failure."""
-        job = ticket.job
-        try:
-            task_id = await self.client.submit(job.project, job.model, key)
-        except ApiError as exc:
-            # A POST that may have been applied keeps `submitting`: the next run finds the
-            # task it started (`recovery`) instead of starting a second separation.
-            if isinstance(exc, InsufficientCreditsError):
-                self.budget.refused(key, str(exc))  # nothing started: no further submission
-            self.outcomes.give_up(ticket, Step.SUBMIT, fault_of(exc), attempt, error=exc)
-            return None
-        self.store.mark_submitted(job.project, job.model, task_id)
-        log.info(
-            "job.submitted",
-            project=job.project,
-            model=job.model,
-            attempt=attempt,
-            key=key,
-            task_id=task_id,
-        )
-        return task_id
-
-    async def _wait(
-        self, ticket: Ticket, task_id: str, attempt: int, *, fresh: bool
-    ) -> tuple[Consequence, str] | None:
-        """Wait for the poll loop's verdict on `task_id` and record it; None when the
-        separation succeeded, else what its failure does to the job, and why."""
-        job = ticket.job
-        facts: dict[str, object] = {"task": task_id, "timeout": self.manifest.poll.timeout}
-        fault: Fault | None
-        try:
-            verdict = await self.poller.wait_terminal(task_id, job.model, fresh=fresh)
-        except ApiError as exc:
-            fault, facts["error"] = fault_of(exc), exc
-        else:
-            task = verdict.task
-            if task is None:
-                fault = Fault.TIMED_OUT
-            elif task.succeeded:
-                fault = None
-            else:
-                fault = separation_fault(task.status)
-                facts["error"] = task.status + (f": {task.error}" if task.error else "")
-        ended: tuple[Consequence, str] | None = None
-        status: str
-        if fault is None:
-            status = Status.SUCCEEDED
-            self.store.mark_finished(job.project, job.model, status, error=None)
-        else:
-            consequence = on_failure(Step.POLL, fault)
-            assert consequence.status is not None
-            status = consequence.status
-            self.outcomes.record(job, consequence, attempt, facts)
-            ended = consequence, consequence.explain(**facts)
-        self.outcomes.show(ticket, status)
-        log.info(
-            "job.separated" if status is Status.SUCCEEDED else "job.separation_ended",
-            project=job.project,
-            model=job.model,
-            task_id=task_id,
-            status=str(status),
-        )
-        return ended
-
     # -- one job: its files --------------------------------------------------------------
 
     async def _deliver(self, ticket: Ticket) -> None:
@@ -471,7 +303,7 @@ class Engine:
         row = self.store.get(job.project, job.model)
         assert row is not None
         self.outcomes.show(ticket, DOWNLOADING)
-        outcome = await self.delivery.deliver(job, row)
+        outcome = await self.delivery.deliver(job, row, hold=ticket.hold)
         if isinstance(outcome, Undelivered):
             facts = {"error": outcome.error, "model": job.model, "rounds": EXPIRED_URL_ROUNDS}
             self.outcomes.give_up(ticket, Step.FETCH, outcome.fault, row.attempt, **facts)

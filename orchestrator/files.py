@@ -96,6 +96,76 @@ async def commit(
     return _finish(placing)
 
 
+class GroupCommit:
+    """`commit` for many callers at once: the commits that arrive while a worker-thread
+    call is placing files are placed together by the next call, each as `commit` would
+    (its own fsyncs, renames and folder fsyncs; a failure fails that commit alone).
+
+    One hand-off to the worker thread per group instead of one per commit: each hand-off
+    (a wake-up of the thread, the GIL passed back and forth) cost the event loop more than
+    the calls it carried. Whoever finds no call running makes the next one; the others wait
+    for it, and one whose commit the call did not take makes the one after.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[_Group] = []
+        self._running: anyio.Event | None = None  # set when the running call ends
+
+    async def commit(
+        self, staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]] = ()
+    ) -> list[Downloaded]:
+        """As `commit`; see the class docstring."""
+        entry = _Group(_prepare(staged, documents))
+        self._queue.append(entry)
+        try:
+            while not entry.finished:
+                if self._running is not None:
+                    await self._running.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                running = self._running = anyio.Event()
+                try:
+                    # Not abandoned on cancellation: the call ends before this task does.
+                    await anyio.to_thread.run_sync(_place_groups, batch)
+                finally:
+                    self._running = None
+                    running.set()
+        except BaseException:
+            if entry in self._queue:
+                self._queue.remove(entry)
+            else:
+                # Taken by a call still placing it: as `commit`, end only once it is done.
+                with anyio.CancelScope(shield=True):
+                    while not entry.finished and self._running is not None:
+                        await self._running.wait()
+            _abandon(entry.placing)
+            raise
+        if entry.error is not None:
+            _abandon(entry.placing)
+            raise entry.error
+        return _finish(entry.placing)
+
+
+@dataclass
+class _Group:
+    """One caller's files in a `GroupCommit`, and how placing them went."""
+
+    placing: list[_Placing]
+    finished: bool = False
+    error: DownloadError | None = None
+
+
+def _place_groups(groups: Sequence[_Group]) -> None:
+    """`_place` for each group in turn (blocking); its error recorded with it."""
+    for group in groups:
+        try:
+            _place(group.placing)
+        except DownloadError as exc:
+            group.error = exc
+        finally:
+            group.finished = True
+
+
 def commit_blocking(
     staged: Sequence[Staged], documents: Sequence[tuple[Path, Any]] = ()
 ) -> list[Downloaded]:

@@ -13,11 +13,21 @@ Requests to other hosts than the API's (the storage host) pass neither gate.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 
 from aiolimiter import AsyncLimiter
 
 from orchestrator.clock import Clock
 from orchestrator.wire import parse_retry_after
+
+_ADMITTED: ContextVar[float] = ContextVar("stemsweep_admitted", default=0.0)
+
+
+def admitted_at() -> float:
+    """When the calling task's latest API request passed the gates (its clock's time): when
+    it was sent, give or take the connection's own wait. The poll loop dates what a poll
+    saw by it, not by when its answer came back."""
+    return _ADMITTED.get()
 
 
 def backoff_after_429(consecutive: int, *, initial: float, maximum: float) -> float:
@@ -71,6 +81,7 @@ class Pacer:
         else:
             self._limiter = AsyncLimiter(1, 1.0 / requests_per_second)
         self._gate = PauseGate(clock)
+        self._clock = clock
         self._initial = initial
         self._maximum = maximum
         self._max_pause = max_pause
@@ -82,6 +93,7 @@ class Pacer:
         await self._limiter.acquire()
         # A 429 may have arrived while this request waited for the limiter.
         await self._gate.wait_open()
+        _ADMITTED.set(self._clock.now())
 
     def note_reply(self, status: int, retry_after: float | None) -> None:
         """Record a reply from the API host: after a 429, pause every caller."""

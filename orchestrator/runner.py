@@ -68,6 +68,7 @@ from orchestrator.state_guard import Opened, open_checked
 from orchestrator.state_merge import adopt
 from orchestrator.state_rebuild import rebuild
 from orchestrator.tally import Tally, summary_data
+from orchestrator.timings import Timings, api_origin, simulator_origin
 
 log = get_logger()
 
@@ -153,6 +154,9 @@ async def run_manifest(
             adopted = adopt(store, other, wanted)
             if adopted:
                 log.info("run.records_adopted", jobs=adopted, store=str(other))
+        timings = Timings(store, _durations_origin(manifest, base_url))
+        for other in other_splits(out, shard):
+            timings.adopt(other)
         songs = await prepare_songs(manifest, Ledger(store), model_names())
         mine = in_shard(songs, shard)
         tally.total = tally.total or count_jobs(manifest, shard) + sum(len(s.models) for s in mine)
@@ -186,6 +190,7 @@ async def run_manifest(
                 shard=shard,
                 songs=mine,
                 resend=resend,
+                timings=timings,
             )
             lag_path = environ.get(ENV_LOOP_LAG)
             if lag_path:
@@ -242,6 +247,7 @@ async def run_manifest(
                     tally, run=run_info, interrupted=interrupted, stopped_by=stopped_by
                 )
                 write_json_atomic(out / summary_name(shard), data)
+                _save_durations(timings)
                 if engine.sampler is not None and lag_path:
                     engine.sampler.write(Path(lag_path))
                 log.info(
@@ -273,6 +279,23 @@ async def _check_api(client: YoukaClient) -> None:
             f"the API at {client.base_url} refused GET /me ({exc}); check api.base_url, "
             "YOUKA_API_URL or --api-url"
         ) from None
+
+
+def _durations_origin(manifest: Manifest, base_url: str) -> str:
+    """Whose durations a run learns and uses: the API's origin, or its simulator's."""
+    local = manifest.api.simulator
+    if local is not None:
+        return simulator_origin(local.profile, local.time_scale)
+    return api_origin(base_url)
+
+
+def _save_durations(timings: Timings) -> None:
+    """Save what the run learned; a store that can no longer be written loses only that
+    (the run's own outcome, recorded or not, is what the summary reports)."""
+    try:
+        timings.save()
+    except StemsweepError as exc:
+        log.warning("durations.not_saved", reason=str(exc))
 
 
 def _rebuild(opened: Opened, store: StateStore, out: Path, shard: Shard | None) -> dict[str, Any]:

@@ -8,9 +8,6 @@ in order, while it has room. A job blocked by its project therefore waits while 
 jobs of other projects go, and no job is ever looked at again before something it waits
 for changed: the work per job stays constant however long the buffer is.
 
-`SharedReads` lets the jobs that need the same project at the same moment (the models of one
-project submitted together, or ending together) share one `GET /projects/{id}`.
-
 `Poller` is the single loop that polls every task in flight. Tasks sit in a heap by their
 next due time (`backoff.next_poll_delay`); the loop sleeps until the earliest one (woken
 early when a new task is due sooner), hands the due polls to a few poll workers, and
@@ -24,7 +21,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +30,15 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from orchestrator.api import YoukaClient
-from orchestrator.backoff import next_poll_delay, task_rng, window_step
+from orchestrator.backoff import DurationModel, learned_poll_delay, next_poll_delay, task_rng
 from orchestrator.clock import Clock
 from orchestrator.errors import RetryableApiError, StemsweepError
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Decision
 from orchestrator.logs import current_context, log_context
+from orchestrator.pacing import admitted_at
 from orchestrator.spec import Limits, PollSpec
-from orchestrator.wire import Project, Task
+from orchestrator.wire import Task
 
 if TYPE_CHECKING:
     from orchestrator.state import JobRecord
@@ -51,11 +49,6 @@ SEPARATION_GATES = frozenset({MODEL, IN_FLIGHT})
 ALL_GATES = frozenset({PROJECT, MODEL, IN_FLIGHT, ACTIVE})
 
 POLL_CONCURRENCY = 16  # task polls in the air at once (each a short paced request)
-# Share of an estimate kept when a new observation of a model's duration arrives.
-EXPECTED_MEMORY = 0.7
-# The spread assumed after a model's first observation, as a share of it: the first
-# separation to end is the earliest of its wave, so the others are known only vaguely.
-FIRST_SPREAD = 0.25
 
 
 class _Gate:
@@ -88,6 +81,7 @@ class Ticket:
     # The project gate's name, when not the job's project: a song's jobs share its gate
     # from before the song is a project until their files are on disk.
     gate: str | None = None
+    hold: float = 0.0  # how long its after-end project read may wait for others' (`reads`)
 
 
 class Admission:
@@ -152,63 +146,14 @@ class Admission:
         return gates
 
 
-class _Read:
-    """One project read and the jobs waiting for its answer."""
-
-    __slots__ = ("done", "error", "project")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.project: Project | None = None
-        self.error: Exception | None = None
-
-
-class SharedReads:
-    """`GET /projects/{id}`, shared by the jobs that ask for the same project at once.
-
-    A job that asks joins the read of that project that has not been sent yet, if there is
-    one, else opens a new one. A read is open to others only until its first checkpoint
-    (every job that asks in the same turn of the event loop): its answer therefore always
-    comes from a request sent after each of its readers asked, as fresh as a read of their
-    own. When the opener fails with an API error, every reader gets that error; when it is
-    cancelled, the others read for themselves.
-    """
-
-    def __init__(self, client: YoukaClient) -> None:
-        self._client = client
-        self._open: dict[str, _Read] = {}
-
-    async def project(self, project_id: str) -> Project:
-        """The project, from a read sent after this call began."""
-        read = self._open.get(project_id)
-        if read is not None:
-            await read.done.wait()
-            if read.project is not None:
-                return read.project
-            if read.error is not None:
-                raise read.error
-            return await self.project(project_id)  # its opener was cancelled
-        read = self._open[project_id] = _Read()
-        try:
-            try:
-                await anyio.lowlevel.checkpoint()  # the others who ask in this turn join
-            finally:
-                del self._open[project_id]
-            read.project = await self._client.project(project_id)
-        except Exception as exc:
-            read.error = exc
-            raise
-        finally:
-            read.done.set()  # also when cancelled, before or after sending: see above
-        return read.project
-
-
 @dataclass(frozen=True)
 class PollVerdict:
-    """How waiting for a task ended: `task` terminal, or `timed_out`, after `polls` polls."""
+    """How waiting for a task ended: `task` terminal, or `timed_out`, after `polls` polls,
+    `seconds` after the wait began."""
 
     task: Task | None
     polls: int
+    seconds: float = 0.0
 
     @property
     def timed_out(self) -> bool:
@@ -218,6 +163,7 @@ class PollVerdict:
 @dataclass(eq=False)
 class _Watch:
     task_id: str
+    project: str
     model: str
     started: float
     deadline: float
@@ -226,15 +172,29 @@ class _Watch:
     context: dict[str, Any]  # the waiting job's log context, bound around each poll
     polls: int = 0
     last_pending: float = 0.0  # elapsed seconds at the last non-terminal answer
+    due: float = 0.0  # when its next poll is due; inf while a poll is on its way
     done: anyio.Event = field(default_factory=anyio.Event)
     task: Task | None = None
     error: BaseException | None = None
 
 
 class Poller:
-    """The one loop that polls every task in flight; see the module docstring."""
+    """The one loop that polls every task in flight; see the module docstring.
 
-    def __init__(self, client: YoukaClient, spec: PollSpec, clock: Clock, *, seed: int) -> None:
+    `learned`: what earlier runs learned of each model's durations (`timings`), updated
+    in place as tasks end; `on_learn(model)` is told after each new observation.
+    """
+
+    def __init__(
+        self,
+        client: YoukaClient,
+        spec: PollSpec,
+        clock: Clock,
+        *,
+        seed: int,
+        learned: dict[str, DurationModel] | None = None,
+        on_learn: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._spec = spec
         self._clock = clock
@@ -244,27 +204,36 @@ class Poller:
         self._wake = anyio.Event()
         self._sleep_scope: anyio.CancelScope | None = None
         self._sleep_until = math.inf
-        self._expected: dict[str, float] = {}
-        self._spread: dict[str, float] = {}
+        self.models: dict[str, DurationModel] = learned if learned is not None else {}
+        self._projects: dict[str, set[_Watch]] = {}  # the tasks being waited for, by project
+        self._answered: dict[str, anyio.Event] = {}  # set when a poll of the project ends
+        self._on_learn = on_learn
         self.polls = 0
 
     def expected(self, model: str) -> float | None:
-        """The duration of a separation with `model` as learned in this run, if any."""
-        return self._expected.get(model)
+        """The mean duration of a separation with `model` as learned so far, if any."""
+        known = self.models.get(model)
+        return None if known is None else known.mean()
 
     def spread(self, model: str) -> float | None:
-        """The mean deviation from `expected(model)` seen in this run, if any."""
-        return self._spread.get(model)
+        """The mean deviation from `expected(model)`, if known."""
+        known = self.models.get(model)
+        return None if known is None else known.deviation()
 
-    async def wait_terminal(self, task_id: str, model: str, *, fresh: bool) -> PollVerdict:
+    async def wait_terminal(
+        self, task_id: str, project: str, model: str, *, fresh: bool
+    ) -> PollVerdict:
         """Poll `task_id` until it is terminal or past `poll.timeout` from now.
 
-        `fresh`: the task was just submitted (the first poll follows the schedule); a
-        resumed task is polled at once. Raises the `ApiError` that made polling impossible.
+        `fresh`: the task was just submitted (its polls are aimed by what the run learned
+        of `model`, `backoff.learned_poll_delay`); a resumed task is polled at once, then
+        probed (`backoff.next_poll_delay`). Raises the `ApiError` that made polling
+        impossible.
         """
         now = self._clock.now()
         watch = _Watch(
             task_id=task_id,
+            project=project,
             model=model,
             started=now,
             deadline=now + self._spec.timeout,
@@ -272,21 +241,45 @@ class Poller:
             rng=task_rng(self._seed, task_id),
             context=current_context(),
         )
-        delay = 0.0
-        if fresh:
-            delay = next_poll_delay(
-                0,
-                0.0,
-                self._spec,
-                expected=self.expected(model),
-                spread=self.spread(model),
-                rng=watch.rng,
-            )
-        self._schedule(watch, now + delay)
-        await watch.done.wait()
+        delay = self._delay(watch, 0.0) if fresh else 0.0
+        watching = self._projects.setdefault(project, set())
+        watching.add(watch)
+        try:
+            self._schedule(watch, now + delay)
+            await watch.done.wait()
+        finally:
+            watching.discard(watch)
+            if not watching:
+                del self._projects[project]
         if watch.error is not None:
             raise watch.error
-        return PollVerdict(watch.task, watch.polls)
+        return PollVerdict(watch.task, watch.polls, self._clock.now() - now)
+
+    async def settle(self, project: str, within: float) -> None:
+        """Return once every task of `project` whose poll is due within `within` seconds
+        from now has had that poll answered (and any poll on its way), or after twice
+        `within` at most: for `reads.SharedReads` to hold an after-end read for the tasks
+        of the project about to be seen ended."""
+        horizon = self._clock.now() + within
+        if not self._due_by(project, horizon):
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def give_up() -> None:
+                await self._clock.sleep(2 * within)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(give_up)
+            while self._due_by(project, horizon):
+                answered = self._answered.get(project)
+                if answered is None:
+                    answered = self._answered[project] = anyio.Event()
+                await answered.wait()
+            tg.cancel_scope.cancel()
+
+    def _due_by(self, project: str, moment: float) -> bool:
+        """Whether a task of `project` has a poll due by `moment` (or on its way)."""
+        return any(w.due <= moment for w in self._projects.get(project, ()))
 
     async def run(self, tg: TaskGroup) -> None:
         """Poll what is due, forever; polls run in `POLL_CONCURRENCY` workers started in
@@ -302,6 +295,7 @@ class Poller:
             now = self._clock.now()
             while self._heap and self._heap[0][0] <= now:
                 _, _, watch = heapq.heappop(self._heap)
+                watch.due = -math.inf  # on its way: due now, for `settle`
                 send.send_nowait(watch)
             if self._heap:
                 await self._sleep(self._heap[0][0] - now)
@@ -309,7 +303,16 @@ class Poller:
                 self._wake = anyio.Event()
                 await self._wake.wait()
 
+    def _delay(self, watch: _Watch, elapsed: float) -> float:
+        if not watch.fresh:
+            return next_poll_delay(watch.polls, elapsed, self._spec, rng=watch.rng)
+        model = self.models.get(watch.model)
+        if model is None:
+            model = self.models[watch.model] = DurationModel()
+        return learned_poll_delay(watch.polls, elapsed, self._spec, model, rng=watch.rng)
+
     def _schedule(self, watch: _Watch, due: float) -> None:
+        watch.due = due
         heapq.heappush(self._heap, (due, next(self._order), watch))
         if due < self._sleep_until and self._sleep_scope is not None:
             self._sleep_scope.cancel()
@@ -325,7 +328,12 @@ class Poller:
 
     async def _poll_each(self, due: MemoryObjectReceiveStream[_Watch]) -> None:
         async for watch in due:
-            await self._poll(watch)
+            try:
+                await self._poll(watch)
+            finally:
+                answered = self._answered.pop(watch.project, None)
+                if answered is not None:
+                    answered.set()
 
     async def _poll(self, watch: _Watch) -> None:
         task: Task | None = None
@@ -336,51 +344,28 @@ class Poller:
             pass  # the client already retried; the task still exists: try again later
         except StemsweepError as exc:  # e.g. 404, or the key was revoked: tell the job
             watch.error = exc
+            watch.due = math.inf
             watch.done.set()
             return
         self.polls += 1
         watch.polls += 1
         now = self._clock.now()
         elapsed = now - watch.started
+        # What the poll saw, dated by when it was sent (its answer may come back much later
+        # when the loop is busy): the task ended in (last sent pending, sent ended].
+        seen = min(elapsed, admitted_at() - watch.started)
         if task is not None and task.terminal:
-            if watch.fresh:
-                self._learn(watch.model, watch.last_pending, elapsed)
+            if watch.fresh and seen > 0:  # its age is the separation's: (last pending, seen]
+                self.models[watch.model].observe(watch.last_pending, seen)
+                if self._on_learn is not None:
+                    self._on_learn(watch.model)
             watch.task = task
+            watch.due = math.inf
             watch.done.set()
             return
         if now >= watch.deadline:
+            watch.due = math.inf
             watch.done.set()  # task None: timed out
             return
-        watch.last_pending = elapsed
-        delay = next_poll_delay(
-            watch.polls,
-            elapsed,
-            self._spec,
-            expected=self.expected(watch.model) if watch.fresh else None,
-            spread=self.spread(watch.model) if watch.fresh else None,
-            rng=watch.rng,
-        )
-        self._schedule(watch, now + delay)
-
-    def _learn(self, model: str, pending: float, ended: float) -> None:
-        """A separation of `model` was last seen pending `pending` s after submission (0:
-        never) and seen ended at `ended` s.
-
-        It ended in between: the midpoint is the guess. When the first poll already found
-        it over, the guess is half a window step before that poll, where a poll one step
-        earlier would have left it (the midpoint, half its age, dragged the estimate down
-        by half). Mean and spread are moving averages: they follow the API's pace.
-        """
-        old = self._expected.get(model)
-        if pending > 0:
-            seconds = (pending + ended) / 2
-        else:
-            step = window_step(ended, self._spec, self._spread.get(model, 0.0))
-            seconds = max(ended / 2, ended - step / 2)
-        if old is None:
-            self._expected[model] = seconds
-            self._spread[model] = FIRST_SPREAD * seconds
-            return
-        keep = EXPECTED_MEMORY
-        self._expected[model] = keep * old + (1 - keep) * seconds
-        self._spread[model] = keep * self._spread[model] + (1 - keep) * abs(seconds - old)
+        watch.last_pending = max(seen, 0.0)
+        self._schedule(watch, now + self._delay(watch, elapsed))

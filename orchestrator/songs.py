@@ -12,7 +12,7 @@
               then they are the project's re-separations, under the song's project gate
 
 A song already made into a project by an earlier run is its project's jobs at once. What
-each failure does is `lifecycle.on_failure`'s (steps `upload` and `create`); the song's
+each failure does is `failures.on_failure`'s (steps `upload` and `create`); the song's
 other jobs end the run as its creation does. `songs.json` lists every song file with its
 digest, title, folder and project, so a later manifest can name the projects directly.
 """
@@ -358,7 +358,7 @@ class SongSteps:
 
     def _end(self, song: Song, ticket: Ticket, failed: _Failed) -> None:
         """The song ends the run without a project: recorded and reported, with the jobs
-        parked behind it, as `lifecycle.on_failure` says."""
+        parked behind it, as `failures.on_failure` says."""
         assert self.dispatch is not None
         consequence = on_failure(failed.step, failed.fault)
         attempt = ticket.decision.attempt

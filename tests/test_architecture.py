@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "state",
             "state_merge",
             "ledger",
+            "timings",
             "songfiles",
             "state_rebuild",
             "state_guard",
@@ -63,6 +64,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "a run",
         {
             "looplag",
+            "reads",
             "scheduling",
             "outcomes",
             "recovery",
@@ -70,6 +72,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "budget",
             "song_plan",
             "songs",
+            "separation",
             "engine",
             "runner",
         },

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from orchestrator.errors import ApiError
-from orchestrator.scheduling import SharedReads
-from orchestrator.wire import Project
+from orchestrator.reads import SharedReads
+from orchestrator.wire import Project, Stem
 
 pytestmark = pytest.mark.anyio
 
@@ -139,3 +139,53 @@ async def test_an_opener_cancelled_before_sending_leaves_no_reader_waiting() -> 
             tg.start_soon(cancelled_opener)
             tg.start_soon(read)  # joins while the opener's read is open
     assert client.calls == ["prj_a"] and [p.title for p in got] == ["read 1"]
+
+
+async def test_a_listing_is_the_latest_answer_without_its_urls() -> None:
+    """`listing` answers from the run's latest read of the project (no request), its stems
+    without their signed URLs; with none yet it reads."""
+    client = FakeClient()
+    client.gate.set()
+    stem = Stem(id="stm_1", type="vocals", model="demucs", url="https://s/x?sig=1", duration=2.0)
+
+    async def project(project_id: str) -> Project:
+        client.calls.append(project_id)
+        return Project(id=project_id, title="t", stems=(stem,))
+
+    client.project = project  # type: ignore[method-assign]
+    reads = shared(client)
+    first = await reads.listing("prj_a")  # nothing remembered: a read
+    fresh = await reads.project("prj_a")
+    again = await reads.listing("prj_a")
+    assert client.calls == ["prj_a", "prj_a"]
+    assert fresh.stems[0].url == stem.url
+    assert [s.url for s in first.stems + again.stems] == ["", ""]
+    assert again.stems[0].id == "stm_1" and again.stems[0].duration == 2.0
+
+
+async def test_readers_that_ask_during_the_hold_share_the_read() -> None:
+    """An after-end read waits for the poll loop (`settle`); a job that asks meanwhile
+    joins it, and the request goes once the wait is over."""
+    client = FakeClient()
+    client.gate.set()
+    settled = anyio.Event()
+    holds: list[tuple[str, float]] = []
+
+    async def settle(project_id: str, seconds: float) -> None:
+        holds.append((project_id, seconds))
+        await settled.wait()
+
+    reads: Any = SharedReads(client, settle)  # type: ignore[arg-type]
+    got: list[str] = []
+
+    async def read() -> None:
+        got.append((await reads.project("prj_a", hold=1.5)).title)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(read)  # later, but while the first read is held
+        await anyio.wait_all_tasks_blocked()
+        assert client.calls == []
+        settled.set()
+    assert holds == [("prj_a", 1.5)] and client.calls == ["prj_a"] and got == ["read 1"] * 2
