@@ -24,6 +24,9 @@ pause gate reads the time and sleeps through the `Clock` seam.
 Downloads follow redirects by hand, so that whether the token goes along is decided again
 for every hop: a stem URL on the storage host, or a redirect from the API to it, is fetched
 without the token.
+
+(A little over 400 lines: one method per endpoint, each with its retries and its
+translation read where it is called; the shapes are `wire`'s, the session `transport`'s.)
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ The runner imports nothing of the simulator: a simulator run gets its API throug
 `local_api`, an opener of anything with a `base_url`, a key it accepts and the URLs of
 each project's true stems (`LocalApi`), which `delivery.save_references` saves for the
 report.
+
+(A little over 400 lines: a run's steps, in the order they happen, read in one place.)
 """
 
 from __future__ import annotations

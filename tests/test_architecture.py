@@ -242,3 +242,18 @@ def test_the_rules_see_imports() -> None:
     simulator so)."""
     assert "simulator.server" in {n for n, _ in internal("commands.tools")}
     assert "state" in {n for n, _ in internal("scheduling")}  # under TYPE_CHECKING
+
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_long_module_says_why(module: str) -> None:
+    """A module of the package longer than about 400 lines says in its first lines (a
+    comment or its docstring's opening paragraphs) why it is not split."""
+    path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) <= 400:
+        return
+    head = "\n".join(lines[:40]).lower()
+    assert "400 lines" in head or "500 lines" in head, (
+        f"{module} is {len(lines)} lines: split it, or say at its top why it is one module"
+    )
