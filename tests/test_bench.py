@@ -67,6 +67,26 @@ def test_a_quick_benchmark_runs_end_to_end_and_writes_its_result(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_benchmark_s_clients_report_their_own_peak_rss(tmp_path: Path) -> None:
+    """A client's peak RSS is its own, not that of the process that ran the benchmarks
+    before it: `python -m bench` grown to 400 MB (as one benchmark can grow it) still
+    reports makespan's client and simulator at their own size."""
+    grown = (
+        "import sys; ballast = bytearray(400 * 2**20);"
+        "ballast[::4096] = b'x' * len(ballast[::4096]);"
+        "from bench.__main__ import main;"
+        f"sys.exit(main(['makespan', '--quick', '--results', {str(tmp_path)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", grown], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = json.loads((tmp_path / "makespan.json").read_text())["numbers"]
+    assert numbers["client"]["max_rss_mb"] < 300
+    assert numbers["simulator"]["max_rss_mb"] < 300
+
+
+@pytest.mark.slow
 def test_the_songs_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     """`python -m bench songs --quick` makes every song a project, once, without the token on
     the storage host, and writes its rate and CPU per MiB."""
