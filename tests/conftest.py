@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
 
+from orchestrator.lifecycle import Mode
+from orchestrator.manifest import load_manifest
+from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.profile import Profile, load_profile
 from orchestrator.simulator.server import Simulator
 
@@ -209,3 +216,45 @@ def check_tree(out: Any, state_path: Any) -> int:
                 assert path.stat().st_size == stem["bytes"]
                 files += 1
     return files
+
+
+def run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """Run `python -m orchestrator ARGS` with stderr on a pseudo-terminal (stdout piped):
+    its exit code, what the terminal showed, and its stdout."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    stdout, _ = process.communicate(timeout=60)
+    os.close(primary)
+    return process.returncode, seen, stdout
+
+
+async def sweep(
+    sim: Simulator, manifest: Path, *, mode: Mode = Mode.RUN, **options: Any
+) -> RunOutcome:
+    """Run `manifest` in-process against `sim` (`run`, or `mode`), with the simulator's key
+    in the environment and the client's retry waits cut short."""
+    return await run_manifest(
+        load_manifest(manifest),
+        mode=mode,
+        api_url=sim.base_url,
+        environ={"YOUKA_API_KEY": sim.api_key},
+        client_options=FAST_CLIENT,
+        **options,
+    )

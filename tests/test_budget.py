@@ -7,31 +7,19 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest
+from conftest import StartSimulator, WriteManifest, sweep
 from song_files import write_song
 
 from orchestrator.cli import cli
 from orchestrator.ledger import Ledger
-from orchestrator.lifecycle import Mode, Status
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.server import Simulator
+from orchestrator.lifecycle import Status
+from orchestrator.runner import RunOutcome
 from orchestrator.state import StateStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
 
 # With two-second songs: 1 credit each, 2 for the AudioShake models.
 MODELS = ["mdx23c", "audioshakeai", "demucs", "bs_roformer"]
-
-
-async def sweep(sim: Simulator, manifest: Path, *, mode: Mode = Mode.RUN) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        mode=mode,
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-    )
 
 
 def reserved(outcome: RunOutcome) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import WriteManifest, check_tree, quick_profile
+from conftest import WriteManifest, check_tree, quick_profile, run_in_terminal
 
 from orchestrator.cli import cli
 from orchestrator.simulator.server import SimulatorThread
@@ -213,29 +213,10 @@ def test_progress_display_on_a_terminal(
     sim: SimulatorThread, write_manifest: WriteManifest
 ) -> None:
     """On a terminal the live display shows jobs per state and model; --no-progress hides it."""
-    import pty
-
     manifest = write_manifest(projects=sim.project_ids[:2], models=["mdx23c", "demucs"])
     env = clean_env(YOUKA_API_KEY=sim.api_key, YOUKA_API_URL=sim.base_url, COLUMNS="120")
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", str(manifest)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(primary, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    assert process.wait(timeout=60) == 0
-    os.close(primary)
+    returncode, seen, _ = run_in_terminal(["run", str(manifest)], env)
+    assert returncode == 0
     assert b"4/4 done" in seen
     assert b"mdx23c" in seen and b"demucs" in seen
 

@@ -17,12 +17,11 @@ from typing import Any
 import anyio
 import pytest
 import structlog
-from conftest import FAST_CLIENT, Api, StartSimulator, WriteManifest, quick_profile
+from conftest import Api, StartSimulator, WriteManifest, quick_profile, sweep
 
 from orchestrator.jobs import JobId
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.server import Simulator, SimulatorThread
 from orchestrator.state import StateStore, default_state_path
 
@@ -87,16 +86,6 @@ def test_a_key_forgotten_between_a_kill_9_and_the_resume_is_not_paid_twice(
     assert stats["expired_key_reuses"] == 0 and stats["duplicate_separations"] == 0
     assert b'"verdict": "adopt"' in resumed.stderr
     assert status_of(state, project) is Status.DONE
-
-
-async def sweep(sim: Simulator, manifest: Path, **options: Any) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-        **options,
-    )
 
 
 async def lose_an_answer(

@@ -7,12 +7,10 @@ import io
 import itertools
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import WriteManifest, quick_profile
+from conftest import WriteManifest, quick_profile, run_in_terminal
 from rich.console import Console
 
 from orchestrator.abbrev import ELLIPSIS, fit_names, stands_for
@@ -187,32 +185,12 @@ def test_a_plain_cut_would_have_been_ambiguous() -> None:
 def test_the_display_in_a_pseudo_terminal(write_manifest: WriteManifest, tmp_path: Path) -> None:
     """`stemsweep run` on a 60-column terminal draws the bar with done/total, the elapsed
     time and the ETA on stderr; stdout holds the summary and no display."""
-    import pty
-
     with SimulatorThread(quick_profile(), seed=41, time_scale=300) as sim:
         manifest = write_manifest(projects=sim.project_ids[:3], models=["mdx23c", "demucs"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("YOUKA_")}
         env.update(YOUKA_API_KEY=sim.api_key, YOUKA_API_URL=sim.base_url, COLUMNS="60")
-        primary, secondary = pty.openpty()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "run", str(manifest)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-        )
-        os.close(secondary)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        stdout, _ = process.communicate(timeout=60)
-        os.close(primary)
-    assert process.returncode == 0
+        returncode, seen, stdout = run_in_terminal(["run", str(manifest)], env)
+    assert returncode == 0
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode())
     assert "6/6 done" in screen and "━" in screen
     assert re.search(r"elapsed \d+s · ETA (--|\d+s)", screen)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest
+from conftest import StartSimulator, WriteManifest
+from conftest import sweep as run
 
 from orchestrator import reads
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
+from orchestrator.runner import RunOutcome
 from orchestrator.simulator.server import Simulator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
@@ -23,12 +23,7 @@ PROJECT_READ = "GET /api/v1/projects/{projectId} 200"
 async def sweep(sim: Simulator, manifest: Path) -> tuple[RunOutcome, int]:
     """Run `manifest` against `sim`; the outcome and the project reads it made."""
     before = sim.record.snapshot()["by_route_status"].get(PROJECT_READ, 0)
-    outcome = await run_manifest(
-        load_manifest(manifest),
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-    )
+    outcome = await run(sim, manifest)
     assert outcome.exit_code == 0, outcome.summary["failed"]
     return outcome, sim.record.snapshot()["by_route_status"][PROJECT_READ] - before
 

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 import soundfile
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
+from conftest import StartSimulator, WriteManifest, check_tree, sweep
 
 from orchestrator import delivery
 from orchestrator.download import DEFAULT_CHUNK_SIZE
@@ -18,29 +18,14 @@ from orchestrator.errors import CredentialsError
 from orchestrator.lifecycle import Mode, Status
 from orchestrator.manifest import load_manifest
 from orchestrator.paths import is_safe_name
-from orchestrator.runner import RunOutcome, run_manifest
+from orchestrator.runner import RunOutcome
 from orchestrator.simulator.models import model_format
-from orchestrator.simulator.server import Simulator
 from orchestrator.simulator.world import Stem
 from orchestrator.state import StateStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
 
 MODELS = ["mdx23c", "demucs", "bs_roformer", "uvr_mdxnet_kara_2"]
-
-
-async def sweep(
-    sim: Simulator, manifest: Path, *, mode: Mode = Mode.RUN, **options: Any
-) -> RunOutcome:
-    """Run `manifest` against `sim`, with the simulator's key in the environment."""
-    return await run_manifest(
-        load_manifest(manifest),
-        mode=mode,
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-        **options,
-    )
 
 
 def rows(outcome: RunOutcome) -> dict[tuple[str, str], Any]:

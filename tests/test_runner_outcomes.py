@@ -4,32 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest
+from conftest import StartSimulator, WriteManifest, sweep
 
 from orchestrator.lifecycle import Status
 from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.server import Simulator
+from orchestrator.runner import RunOutcome
 from orchestrator.state import StateStore, default_state_path
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
 
 OUTCOME_EVENTS = {"job.done", "job.failed"}
-
-
-async def sweep(sim: Simulator, manifest: Path) -> RunOutcome:
-    """Run `manifest` against `sim`, with the simulator's key in the environment."""
-    return await run_manifest(
-        load_manifest(manifest),
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-    )
 
 
 def keys(outcome: RunOutcome) -> dict[tuple[str, str], str | None]:

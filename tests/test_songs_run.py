@@ -8,16 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import FAST_CLIENT, FAST_POLL, StartSimulator
+from conftest import FAST_POLL, StartSimulator, sweep
 from song_files import check_song_tree, song_jobs, write_m4a, write_song
 
 from orchestrator.catalog import model_names
 from orchestrator.jobs import Shard
 from orchestrator.ledger import Ledger
 from orchestrator.lifecycle import Mode, SongStatus
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.server import Simulator
+from orchestrator.runner import RunOutcome
 from orchestrator.state import StateStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
@@ -39,19 +37,6 @@ def write_manifest(tmp_path: Path, songs: Any, **sections: Any) -> Path:
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
-
-
-async def sweep(
-    sim: Simulator, manifest: Path, *, mode: Mode = Mode.RUN, **options: Any
-) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        mode=mode,
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-        **options,
-    )
 
 
 def songs_of(outcome: RunOutcome) -> dict[str, Any]:

@@ -16,15 +16,13 @@ import anyio
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import FAST_CLIENT, FAST_POLL, StartSimulator
+from conftest import FAST_POLL, StartSimulator, sweep
 from song_files import check_song_tree, write_song
 
 from orchestrator.cli import cli
 from orchestrator.jobs import JobId, Shard
 from orchestrator.ledger import Ledger, SongRecord
 from orchestrator.lifecycle import Mode, SongStatus
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
 from orchestrator.simulator.server import Simulator
 from orchestrator.state import StateStore
 
@@ -55,19 +53,6 @@ def write_manifest(tmp_path: Path, **sections: Any) -> Path:
 def write_songs(tmp_path: Path, count: int, *, first: int = 0) -> None:
     for i in range(first, first + count):
         write_song(tmp_path / "music" / f"song {i}.wav", seed=60 + i)
-
-
-async def sweep(
-    sim: Simulator, manifest: Path, *, mode: Mode = Mode.RUN, **options: Any
-) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        mode=mode,
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-        **options,
-    )
 
 
 def songs_in(state: Path) -> dict[str, SongRecord]:

@@ -11,26 +11,14 @@ from typing import Any
 import pytest
 import structlog
 from click.testing import CliRunner
-from conftest import FAST_CLIENT, StartSimulator, WriteManifest, check_tree
+from conftest import StartSimulator, WriteManifest, check_tree, sweep
 
 from orchestrator.cli import cli
 from orchestrator.errors import StateError
 from orchestrator.lifecycle import Status
-from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.server import Simulator
 from orchestrator.state import StateStore
 
 MODELS = ["mdx23c", "demucs"]
-
-
-async def sweep(sim: Simulator, manifest: Path) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-    )
 
 
 def is_file(path: str) -> bool:

@@ -7,27 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_CLIENT, Api, StartSimulator, WriteManifest
+from conftest import Api, StartSimulator, WriteManifest, sweep
 
 from orchestrator.lifecycle import Mode
 from orchestrator.manifest import load_manifest
-from orchestrator.runner import RunOutcome, run_manifest
-from orchestrator.simulator.server import Simulator
 from orchestrator.summary_text import render_summary
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_retry_waits")]
 
 MODEL = "mdx23c"
-
-
-async def sweep(sim: Simulator, manifest: Path, mode: Mode = Mode.RUN) -> RunOutcome:
-    return await run_manifest(
-        load_manifest(manifest),
-        mode=mode,
-        api_url=sim.base_url,
-        environ={"YOUKA_API_KEY": sim.api_key},
-        client_options=FAST_CLIENT,
-    )
 
 
 def job_file(manifest: Path, project: str) -> dict[str, Any]:
