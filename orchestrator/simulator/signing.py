@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Mapping
 from enum import Enum
+
+from orchestrator.simulator.errors import ApiProblem
 
 
 class Verdict(Enum):
@@ -40,3 +43,24 @@ def verify(secret: bytes, stem_id: str, expires: str, signature: str, now: float
     if int(expires) <= now * 1000:
         return Verdict.EXPIRED
     return Verdict.VALID
+
+
+def require_signed(
+    secret: bytes,
+    subject: str,
+    query: Mapping[str, str],
+    now: float,
+    *,
+    hint: str,
+    expired: Callable[[], ApiProblem],
+) -> None:
+    """A signed URL's query (`expires`, `signature`) checked for `subject` at simulated
+    `now`: 403 `FORBIDDEN` (with `hint`, how to get a fresh URL) when it was not signed
+    for it, `expired()` when its time is past."""
+    verdict = verify(secret, subject, query.get("expires", ""), query.get("signature", ""), now)
+    if verdict is Verdict.BAD:
+        raise ApiProblem(
+            403, "FORBIDDEN", f"the URL's signature is missing or does not match; {hint}"
+        )
+    if verdict is Verdict.EXPIRED:
+        raise expired()

@@ -14,7 +14,7 @@ from aiohttp import web
 from orchestrator.simulator.context import API_PREFIX, CONTEXT, Context, drop
 from orchestrator.simulator.entities import Stem
 from orchestrator.simulator.errors import ApiProblem
-from orchestrator.simulator.signing import Verdict, verify
+from orchestrator.simulator.signing import require_signed
 from orchestrator.simulator.uploads import SERVED_TYPES
 
 storage_routes = web.RouteTableDef()
@@ -61,19 +61,14 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 def _signed_stem(ctx: Context, request: web.Request, stem_id: str) -> Stem:
-    verdict = verify(
+    require_signed(
         ctx.secret,
         stem_id,
-        request.query.get("expires", ""),
-        request.query.get("signature", ""),
+        request.query,
         ctx.clock.now(),
+        hint=REFRESH_HINT,
+        expired=_expired,
     )
-    if verdict is Verdict.BAD:
-        raise ApiProblem(
-            403, "FORBIDDEN", f"the URL's signature is missing or does not match; {REFRESH_HINT}"
-        )
-    if verdict is Verdict.EXPIRED:
-        raise _expired()
     stem = ctx.world.stems.get(stem_id)
     if stem is None:
         raise ApiProblem(

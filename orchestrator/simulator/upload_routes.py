@@ -35,7 +35,7 @@ from orchestrator.simulator.api_routes import (
 from orchestrator.simulator.context import API_PREFIX, CONTEXT, Context, drop, upload_subject
 from orchestrator.simulator.entities import Upload
 from orchestrator.simulator.errors import ApiProblem
-from orchestrator.simulator.signing import Verdict, verify
+from orchestrator.simulator.signing import require_signed
 from orchestrator.simulator.uploads import check_creation, check_upload, media_type
 
 upload_routes = web.RouteTableDef()
@@ -137,19 +137,14 @@ def _store(ctx: Context, file_id: str, data: bytes) -> tuple[str, float | None, 
 
 def _signed_upload(ctx: Context, request: web.Request) -> Upload:
     file_id = request.match_info["fileId"]
-    verdict = verify(
+    require_signed(
         ctx.secret,
         upload_subject(file_id),
-        request.query.get("expires", ""),
-        request.query.get("signature", ""),
+        request.query,
         ctx.clock.now(),
+        hint=REFRESH_HINT,
+        expired=_expired,
     )
-    if verdict is Verdict.BAD:
-        raise ApiProblem(
-            403, "FORBIDDEN", f"the URL's signature is missing or does not match; {REFRESH_HINT}"
-        )
-    if verdict is Verdict.EXPIRED:
-        raise _expired()
     upload = ctx.world.uploads.get(file_id)
     if upload is None:  # signed by this account, so announced: only a lost world forgets it
         raise ApiProblem(404, "NOT_FOUND", f"no upload {file_id!r}; {REFRESH_HINT}")
