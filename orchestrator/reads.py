@@ -31,6 +31,10 @@ flight): project reads per job from 1.59 to 0.20 (1.59 to 0.23 by the listing al
 hold takes a little more); on the rate-limited one's second night (48 jobs whose models
 end minutes apart) from 0.85 with a hold of a tenth of the duration to 0.60 with a quarter
 (chosen), the wall time the same (99.9 and 99.4 s): the job's slot is free meanwhile.
+A hold of a whole duration was measured and rejected: project reads per job 0.58 -> 0.35
+and 0.40 on the rate-limited first night, 0.56 -> 0.34 on the varied one (its wall the same,
+82.7 s), but the rate-limited wall 93.1 and 93.3 s -> 94.5 and 97.3: a read held that long
+keeps the files of a run's last jobs waiting after their separations ended.
 
 Rejected: skipping the pre-submission read whenever the state records no earlier stems of
 the model on the project (the state knows only this tree's separations, not those made in

@@ -169,6 +169,49 @@ def test_the_profile_breakdown_attributes_samples_to_what_they_were_spent_on() -
     assert dict(report["libraries"])["aiohttp"] == 0.6  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize(
+    ("slug", "fsync", "synchronous", "force_close"),
+    [
+        ("shipped", True, 2, True),
+        ("no-fsync", False, 0, True),
+        ("kept-alive", True, 2, False),
+        ("neither", False, 0, False),
+    ],
+)
+def test_the_guarantees_benchmark_switches_off_what_it_says_and_nothing_else(
+    tmp_path: Path, slug: str, fsync: bool, synchronous: int, force_close: bool
+) -> None:
+    """In a client process of `bench.guarantees`, each variant's switches take effect: the
+    store's durable commit runs unsynced and os.fsync does nothing only for "no fsync",
+    stem GETs keep their connections only for "kept-alive"; "as shipped" is the client
+    as it is (its figures would otherwise compare a client with itself)."""
+    probe = f"""
+import os, posix, sys
+sys.path.insert(0, {str(ROOT)!r})
+from bench import guarantees
+if {slug!r} in ("no-fsync", "neither"):
+    guarantees._unsynced()
+if {slug!r} in ("kept-alive", "neither"):
+    guarantees._kept_alive()
+import aiohttp, anyio
+from pathlib import Path
+from orchestrator.state import StateStore
+with StateStore.open_writer(Path({str(tmp_path)!r}) / "state.db") as store:
+    with store.transaction(durable=True):
+        level = store.connection.execute("PRAGMA synchronous").fetchone()[0]
+async def connector():
+    return aiohttp.TCPConnector(force_close=True).force_close
+print(level, os.fsync is posix.fsync, anyio.run(connector))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    level, synced, closes = done.stdout.split()
+    assert int(level) == synchronous
+    assert (synced == "True") is fsync
+    assert (closes == "True") is force_close
+
+
 def test_the_table_shows_each_target_and_the_machine() -> None:
     """Every target and shown row becomes a table row; the machine and load follow it."""
     document = {
