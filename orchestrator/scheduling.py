@@ -368,4 +368,6 @@ class Poller:
             watch.done.set()  # task None: timed out
             return
         watch.last_pending = max(seen, 0.0)
+        if watch.fresh:
+            self.models[watch.model].seen_pending(watch.last_pending)
         self._schedule(watch, now + self._delay(watch, elapsed))

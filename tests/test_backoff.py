@@ -212,6 +212,24 @@ def test_with_nothing_learned_tasks_are_probed_from_initial() -> None:
     assert low == pytest.approx(SPEC.initial * (1 - JITTER), rel=1e-4)
 
 
+def test_with_nothing_learned_a_task_waits_for_an_older_sibling_still_pending() -> None:
+    """While no task of the model has ended, a task is not polled before `kin` of the age
+    at which an older one was seen pending (it most likely runs as long), and is probed
+    from there by its own age, not from `poll.initial` again; a task alone is probed as
+    before, and once a task has ended its bracket decides."""
+    model = DurationModel()
+    model.seen_pending(40.0)  # an older task of the model, still pending at 40 s
+    assert learned_poll_delay(0, 0.0, SPEC, model, rng=Fixed(0.0)) == AIM.kin * 40.0
+    after = learned_poll_delay(1, 20.0, SPEC, model, rng=Fixed(0.0))
+    assert after == pytest.approx((AIM.probe - 1.0) * 20.0) and after > SPEC.initial * AIM.probe
+    alone = DurationModel()
+    alone.seen_pending(5.0)  # its own last answer
+    probed = learned_poll_delay(3, 5.0, SPEC, alone, rng=Fixed(0.0))
+    assert probed == pytest.approx(SPEC.initial * AIM.probe**3)
+    model.observe(30.0, 31.0)
+    assert learned_poll_delay(0, 0.0, SPEC, model, rng=Fixed(0.0)) == model.ladder()[0]
+
+
 THREE_RUNGS = [(99.9, 100.0)] * 10 + [(119.9, 120.0)] * 10 + [(129.9, 130.0)] * 10
 
 
