@@ -168,9 +168,7 @@ class Aim:
     piece: float = 0.04  # the ladder considers polls this share of the age apart, at least
     sliver: float = 0.01  # ... and merges neighbouring spans holding less chance than this
     probe: float = 1.2  # probing: each gap this many times the one before
-    kin: float = (
-        0.5  # probing: first poll at this share of the longest a task of the model was seen pending
-    )
+    kin: float = 0.5  # probing: no poll before this share of a sibling's oldest pending age
     tail_pace: float = 0.15  # past the ladder, a gap is at most this share of the age
     tail_growth: float = 0.5  # ... and this share of the time since the ladder's last poll
     ceiling: bool = False  # whether `poll.max` caps the wait for an aimed poll too
@@ -411,9 +409,9 @@ def learned_poll_delay(
     most `poll.max`, shortened at random by up to `JITTER` of itself; and no poll before
     the age `aim.kin` of the longest a task of the model was seen pending (an older
     sibling still running: this one most likely is too). Then the next age of
-    `model.ladder()`; past it, a gap that grows
-    with the lateness (`aim.tail_growth` of it, from `aim.floor` to `aim.tail_pace` of the
-    age, at most `poll.max`). No gap ends past the deadline (0: poll now, the last time).
+    `model.ladder()`; past it, a gap that grows with the lateness (`aim.tail_growth` of
+    it, from `aim.floor` to `aim.tail_pace` of the age, at most `poll.max`). No gap ends
+    past the deadline (0: poll now, the last time).
     """
     remaining = spec.timeout - elapsed
     if remaining <= 0:
