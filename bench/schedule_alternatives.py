@@ -48,6 +48,9 @@ class Current:
         gap -= backoff.JITTER * rng.random() * min(gap, max(spec.initial, s))
         return min(gap, remaining)
 
+    def seen(self, pending: float) -> None:
+        """Nothing: the window learns from ends only."""
+
     def learn(self, pending: float, ended: float) -> None:
         """Moving averages (memory 0.7; the first spread a quarter of the first duration)."""
         if pending > 0:

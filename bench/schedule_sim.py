@@ -20,6 +20,9 @@ Workloads:
   benchmark's 1,200 jobs at 24 in flight), the default `poll: {initial: 3s, max: 60s}`.
 - **drift**: the varied workload whose durations all grow by half after the 40th task of
   each model, then shrink back after the 70th: how fast a schedule follows the API's pace.
+- **staggered**: the varied durations, 4 tasks per model, each submitted 30% of a duration
+  after the one before whether or not it ended (as slots freed by other models bring
+  them, in the `versus` rate-limited workload): a model's first night, all probing.
 
 Schedules: the Poller's (`next_poll_delay` with its learned mean and deviation), the
 learned one (`learned_poll_delay`) with its settings (`backoff.AIM`) and with one setting
@@ -64,6 +67,9 @@ class Workload:
     tasks_per_model: int
     concurrent: int
     lag: float
+    # When set, a model's tasks do not wait for one another: each is submitted this share
+    # of its model's first duration after the one before (slots freed by other models).
+    stagger: float | None = None
 
 
 def _fixed(_: random.Random, __: int) -> float:
@@ -110,6 +116,15 @@ def workloads() -> dict[str, Workload]:
             2,
             0.2,
         ),
+        "staggered": Workload(
+            "staggered",
+            default_spec,
+            {m: _varied(b) for m, b in REALISTIC_DURATIONS.items()},
+            4,
+            4,
+            0.2,
+            stagger=0.3,
+        ),
     }
 
 
@@ -127,6 +142,10 @@ class Schedule(Protocol):
         """A task was last seen pending at `pending` s (0: never) and seen ended at `ended`."""
         ...
 
+    def seen(self, pending: float) -> None:
+        """A task was seen pending at `pending` s (the Poller's `seen_pending`)."""
+        ...
+
 
 class Learned:
     """`backoff.learned_poll_delay` with a `backoff.DurationModel` per model."""
@@ -140,6 +159,9 @@ class Learned:
 
     def learn(self, pending: float, ended: float) -> None:
         self.model.observe(pending, ended)
+
+    def seen(self, pending: float) -> None:
+        self.model.seen_pending(pending)
 
 
 # --- one workload, simulated -------------------------------------------------------------
@@ -155,8 +177,17 @@ class Outcome:
     shares: list[float]
     ranks: list[int]
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | None]:
         steady = [i for i, rank in enumerate(self.ranks) if rank >= STEADY_AFTER]
+        if not steady:  # too few tasks a model for a steady state
+            return {
+                "polls": round(statistics.mean(self.polls), 3),
+                "delay_share": round(statistics.mean(self.shares), 4),
+                "p90_delay_share": round(_percentile(self.shares, 90), 4),
+                "max_polls": max(self.polls),
+                "steady_polls": None,
+                "steady_delay_share": None,
+            }
         return {
             "polls": round(statistics.mean(self.polls), 3),
             "delay_share": round(statistics.mean(self.shares), 4),
@@ -204,10 +235,19 @@ def _one_model(w: Workload, schedule: Schedule, draw: Sampler, rng: random.Rando
         order += 1
         heapq.heappush(events, (start + delay + rng.uniform(0.0, w.lag), order, task))
 
-    for _ in range(min(w.concurrent, w.tasks_per_model)):
-        submit(0.0)
+    if w.stagger is None:
+        for _ in range(min(w.concurrent, w.tasks_per_model)):
+            submit(0.0)
+    else:  # a submission is an event too (an empty task): its first poll is planned then
+        first = draw(random.Random(rng.random()), 0)
+        for k in range(w.tasks_per_model):
+            order += 1
+            heapq.heappush(events, (k * w.stagger * first, order, []))
     while events:
         now, _, task = heapq.heappop(events)
+        if not task:
+            submit(now)
+            continue
         submitted_at, ends, start, n, last_pending, rank = task
         n += 1
         age = now - start
@@ -216,10 +256,11 @@ def _one_model(w: Workload, schedule: Schedule, draw: Sampler, rng: random.Rando
             outcome.shares.append((now - ends) / (ends - submitted_at))
             outcome.ranks.append(int(rank))
             schedule.learn(last_pending, age)
-            if submitted < w.tasks_per_model:
+            if w.stagger is None and submitted < w.tasks_per_model:
                 submit(now)
             continue
         task[3], task[4] = n, age
+        schedule.seen(age)
         delay = schedule.delay(int(n), age, rng)
         order += 1
         heapq.heappush(events, (now + delay + rng.uniform(0.0, w.lag), order, task))
@@ -311,6 +352,7 @@ SCHEDULES: dict[str, Callable[[PollSpec], Schedule]] = {
     "learned, window 64": _learned(window=64),
     "learned, window 16": _learned(window=16),
     "learned, probing x1.5": _learned(probe=1.5),
+    "learned, no waiting for an older sibling (kin 0)": _learned(kin=0.0),
     "learned, ladder computed after every bracket": _learned(refresh=0.0),
     "learned, durations: bracket midpoints": _learned(MidpointModel),
     "learned, durations: Turnbull's estimate": _learned(TurnbullModel),
@@ -336,7 +378,7 @@ def run(seeds: int) -> dict[str, Any]:
 
 def _merged(
     workload: Workload, make: Callable[[PollSpec], Schedule], seeds: int, *, informed: bool
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     outcome = Outcome([], [], [])
     for seed in range(seeds):
         outcome += simulate(workload, make, seed, informed=informed)
@@ -375,10 +417,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + ", ".join(f"{r['polls']:.2f} at {100 * r['delay_share']:.1f}%" for r in row)
                 )
                 continue
+            steady = (
+                "-"
+                if row["steady_polls"] is None
+                else f"{row['steady_polls']:.2f}, {100 * row['steady_delay_share']:.1f}%"
+            )
             print(
                 f"  {label}: {row['polls']:.2f}, {100 * row['delay_share']:.1f}% "
-                f"({100 * row['p90_delay_share']:.0f}%); {row['steady_polls']:.2f}, "
-                f"{100 * row['steady_delay_share']:.1f}%"
+                f"({100 * row['p90_delay_share']:.0f}%); {steady}"
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
