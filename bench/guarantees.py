@@ -38,13 +38,13 @@ from typing import Any
 import bench.harness as harness
 from bench.versus import _poll, _run_client, workloads
 
-VARIANTS = ("as shipped", "no fsync", "kept-alive", "neither")
 SLUGS = {
     "as shipped": "shipped",
     "no fsync": "no-fsync",
     "kept-alive": "kept-alive",
     "neither": "neither",
 }
+VARIANTS = tuple(SLUGS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,13 +106,18 @@ def _run(client: str, w: Any, workdir: Path) -> dict[str, Any]:
 
 def _as_client(slug: str, args: list[str]) -> int:
     """`stemsweep ARGS` in this process, with the switches of `slug` set first."""
+    switch_off(slug)
+    sys.argv = ["stemsweep", *args]
+    runpy.run_module("orchestrator", run_name="__main__")
+    return 0
+
+
+def switch_off(slug: str) -> None:
+    """Set the switches of the variant `slug` in this process (none for "shipped")."""
     if slug in ("no-fsync", "neither"):
         _unsynced()
     if slug in ("kept-alive", "neither"):
         _kept_alive()
-    sys.argv = ["stemsweep", *args]
-    runpy.run_module("orchestrator", run_name="__main__")
-    return 0
 
 
 def _unsynced() -> None:

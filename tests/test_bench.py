@@ -209,10 +209,7 @@ def test_the_guarantees_benchmark_switches_off_what_it_says_and_nothing_else(
 import os, posix, sys
 sys.path.insert(0, {str(ROOT)!r})
 from bench import guarantees
-if {slug!r} in ("no-fsync", "neither"):
-    guarantees._unsynced()
-if {slug!r} in ("kept-alive", "neither"):
-    guarantees._kept_alive()
+guarantees.switch_off({slug!r})
 import aiohttp, anyio
 from pathlib import Path
 from orchestrator.state import StateStore
